@@ -1,0 +1,1 @@
+"""Command-line entry points (python -m espnet_iml.bin.<name>)."""

@@ -1,0 +1,6 @@
+"""python -m espnet_iml.bin.st_train: espnet2.bin.st_train with iml_spikeformer."""
+
+from espnet_iml.bin.launch import launch
+
+if __name__ == "__main__":
+    launch("espnet2.bin.st_train")

@@ -1,0 +1,75 @@
+"""One IML-Spikeformer block: HD-RepSSA and a spiking FFN on a real-valued residual stream.
+
+OUR DESIGN (spec + prototype): membrane shortcut (the residual stream carries membrane-like
+real values; every branch starts with masked BatchNorm -> IMLS, so every synaptic layer in
+the block is fed spike counts), FFN ratio set by ``linear_units``.
+"""
+
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from espnet_iml.attention import HDRepSSA
+from espnet_iml.imls import IMLSNeuron
+from espnet_iml.norm import MaskedBatchNorm
+from espnet_iml.rep import LinearBN
+
+
+class SpikingFeedForward(nn.Module):
+    """BN -> IMLS -> LinearBN(size, units) -> IMLS -> LinearBN(units, size)."""
+
+    def __init__(self, size: int, units: int, neuron: dict):
+        super().__init__()
+        self.norm = MaskedBatchNorm(size)
+        self.in_neuron = IMLSNeuron(**neuron)
+        self.w1 = LinearBN(size, units)
+        self.mid_neuron = IMLSNeuron(**neuron)
+        self.w2 = LinearBN(units, size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.in_neuron(self.norm(x, mask), mask)
+        h = self.mid_neuron(self.w1(h, mask), mask)
+        return self.w2(h, mask)
+
+
+class SpikingBlock(nn.Module):
+    """x + SSA(IMLS(BN(x))), then x + FFN(x).
+
+    Args:
+        size, heads, units: width, attention heads, FFN hidden units.
+        levels, threshold, threshold_init: IMLS settings.
+        decay_exponents: per-head HDM exponents (None = no decay mask).
+        qkv_conv_kernel, causal: see HDRepSSA.
+        dropout_rate: dropout on each branch before the residual add.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        heads: int,
+        units: int,
+        levels: int = 4,
+        threshold: str = "input_aware",
+        threshold_init: float = 1.0,
+        decay_exponents: Optional[List[float]] = None,
+        qkv_conv_kernel: int = 15,
+        causal: bool = False,
+        dropout_rate: float = 0.1,
+    ):
+        super().__init__()
+        neuron = dict(levels=levels, threshold=threshold, threshold_init=threshold_init)
+        self.attn_norm = MaskedBatchNorm(size)
+        self.attn_neuron = IMLSNeuron(**neuron)
+        self.attn = HDRepSSA(
+            size, heads, levels, decay_exponents, qkv_conv_kernel, causal, threshold,
+            threshold_init,
+        )
+        self.ffn = SpikingFeedForward(size, units, neuron)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, size); mask: (B, T, 1) bool, True = valid frame."""
+        s = self.attn_neuron(self.attn_norm(x, mask), mask)
+        x = x + self.dropout(self.attn(s, mask))
+        return x + self.dropout(self.ffn(x, mask))

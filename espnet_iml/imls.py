@@ -1,0 +1,150 @@
+"""Input-aware Multi-Level Spike (IMLS) neuron.
+
+The paper states only the idea: simulate multi-timestep spike firing inside ONE timestep with
+an adaptive, input-aware threshold. Everything concrete here is OUR DESIGN (see
+docs/design.md), built from I-LIF (SpikeYOLO) and SpikingBrain's adaptive threshold:
+
+    theta = |k| * mean(|U|)  over the channel dims of each token   (input-aware threshold)
+    S     = clamp(floor(U / theta + 1/2), 0, D)                     (integer spike count)
+    out   = S * theta                                               (theta folded downstream)
+
+Backward is a straight-through estimator inside the firing range ``0 <= U/theta <= D`` and
+zero outside. ``S`` equals the number of spikes an integrate-and-fire neuron emits over D
+steps when the whole input charge arrives at step one (``if_reference``), and a synaptic
+layer fed the D binary slots of ``S`` gives the same result as one fed ``S``
+(``expand_binary`` / ``binary_slot_linear``): that is what makes inference additions-only.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+THRESHOLD_MODES = ("input_aware", "constant")
+
+
+class _RoundClampSTE(torch.autograd.Function):
+    """floor(x + 1/2) clamped to [0, D]; gradient 1 inside [0, D], 0 outside."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, levels: int) -> torch.Tensor:
+        ctx.save_for_backward((x >= 0) & (x <= levels))
+        # floor(x + 0.5), not torch.round: round-half-to-even would disagree with the
+        # integrate-and-fire reference at exact .5 inputs.
+        return torch.floor(x + 0.5).clamp_(0, levels)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inside,) = ctx.saved_tensors
+        return grad * inside.to(grad.dtype), None
+
+
+def spike_count(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Integer spike count of normalized input ``x = U / theta`` (differentiable, STE)."""
+    return _RoundClampSTE.apply(x, levels)
+
+
+@torch.no_grad()
+def if_reference(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Explicit D-step integrate-and-fire simulation, the reference IMLS must match.
+
+    The membrane receives the whole normalized charge ``x`` at step one, pre-charged by half a
+    threshold (so that firing rounds rather than truncates); at each of the D steps it fires
+    when it reaches the threshold 1 and is reset by subtraction.
+    """
+    v = x + 0.5
+    count = torch.zeros_like(x)
+    for _ in range(levels):
+        fire = (v >= 1.0).to(x.dtype)
+        count += fire
+        v = v - fire
+    return count
+
+
+def expand_binary(counts: torch.Tensor, levels: int) -> torch.Tensor:
+    """Integer counts (..., C) -> D binary slots (D, ..., C): slot d fires iff count > d."""
+    slots = torch.arange(levels, device=counts.device, dtype=counts.dtype)
+    return (counts.unsqueeze(0) > slots.view(-1, *([1] * counts.dim()))).to(counts.dtype)
+
+
+def binary_slot_linear(
+    layer: nn.Linear, slots: torch.Tensor, theta: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Spike-driven evaluation of ``layer(S * theta)`` from binary slots (D, ..., C).
+
+    Each slot is a binary spike tensor, so ``W @ slot`` is pure accumulation; the per-token
+    threshold scales the sum afterwards and the bias is added once, not once per slot.
+    """
+    acc = sum(nn.functional.linear(slot, layer.weight) for slot in slots)
+    if theta is not None:
+        acc = acc * theta
+    if layer.bias is not None:
+        acc = acc + layer.bias
+    return acc
+
+
+class IMLSNeuron(nn.Module):
+    """IMLS neuron: one timestep, up to ``levels`` spikes per neuron.
+
+    Args:
+        levels: D, the maximum spike count (D >= 1; D = 1 is a binary neuron).
+        threshold: "input_aware" (theta = |k| * mean|U| per token; OUR DESIGN) or
+            "constant" (theta = |k|, a learnable per-layer constant, as in I-LIF).
+        threshold_init: initial k.
+        reduce_dims: dims averaged for the input-aware threshold (the channel dims of a token).
+        eps: floor of theta, so a silent token does not divide by zero.
+    """
+
+    def __init__(
+        self,
+        levels: int = 4,
+        threshold: str = "input_aware",
+        threshold_init: float = 1.0,
+        reduce_dims: Sequence[int] = (-1,),
+        eps: float = 1e-4,
+    ):
+        super().__init__()
+        if not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"spike_levels (D) must be an integer >= 1, got {levels!r}")
+        if threshold not in THRESHOLD_MODES:
+            raise ValueError(
+                f"threshold must be one of {THRESHOLD_MODES}, got {threshold!r}"
+            )
+        if threshold_init <= 0:
+            raise ValueError(f"threshold_init must be > 0, got {threshold_init}")
+        self.levels = levels
+        self.threshold = threshold
+        self.reduce_dims = tuple(reduce_dims)
+        self.eps = eps
+        self.k = nn.Parameter(torch.tensor(float(threshold_init)))
+        # Set by profilers (espnet_iml.energy): keep the last integer counts for inspection.
+        self.recording = False
+        self.last_counts: Optional[torch.Tensor] = None
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, threshold={self.threshold}"
+
+    def fire(
+        self, u: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return (integer spike counts, per-token threshold theta); counts are 0 where
+        ``mask`` (broadcastable to ``u``, True = valid) is False."""
+        # Threshold and rounding in fp32 even under bf16 autocast: a rounding step is
+        # exactly where low precision changes the integer output.
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            u = u.float()
+            if self.threshold == "input_aware":
+                theta = self.k.abs() * u.abs().mean(dim=self.reduce_dims, keepdim=True)
+            else:
+                theta = self.k.abs().expand(1)
+            theta = theta.clamp_min(self.eps)
+            counts = spike_count(u / theta, self.levels)
+            if mask is not None:
+                counts = counts * mask.to(counts.dtype)
+        return counts, theta
+
+    def forward(self, u: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        counts, theta = self.fire(u, mask)
+        if self.recording:
+            self.last_counts = counts.detach()
+        return counts * theta

@@ -1,0 +1,64 @@
+"""BatchNorm whose statistics are taken over valid (non-padded) positions only.
+
+Plain BatchNorm in training mode mixes padded frames into the batch statistics, so an
+utterance would normalize differently beside a longer one. In eval mode a BatchNorm is a
+per-channel affine map, which is what lets it fold into the neighbouring synaptic layer.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over a tensor with channels at ``channel_dim`` and a validity mask.
+
+    Args:
+        num_features: number of channels.
+        channel_dim: where the channels are (-1 for (B, T, C); 1 for (B, C, T, F)).
+        eps, momentum: as torch.nn.BatchNorm1d.
+    """
+
+    def __init__(
+        self, num_features: int, channel_dim: int = -1, eps: float = 1e-5, momentum: float = 0.1
+    ):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.channel_dim = channel_dim
+
+    def _shape(self, x: torch.Tensor) -> list:
+        shape = [1] * x.dim()
+        shape[self.channel_dim] = self.num_features
+        return shape
+
+    def eval_affine(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode map ``y = a * x + c`` per channel (used for folding)."""
+        a = self.weight / torch.sqrt(self.running_var + self.eps)
+        return a, self.bias - a * self.running_mean
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: any shape with channels at ``channel_dim``; mask: bool, broadcastable to x with
+        size 1 at the channel dim, True at valid positions (None = all valid)."""
+        shape = self._shape(x)
+        if not self.training:
+            a, c = self.eval_affine()
+            return x * a.view(shape) + c.view(shape)
+
+        dims = [d for d in range(x.dim()) if d != self.channel_dim % x.dim()]
+        xf = x.float()
+        if mask is None:
+            n = torch.tensor(float(x.numel() // self.num_features), device=x.device)
+            mean = xf.mean(dims)
+            var = ((xf - mean.view(shape)) ** 2).mean(dims)
+        else:
+            m = mask.to(xf.dtype).expand_as(xf)
+            n = m.sum(dims)[0].clamp_min(1.0)
+            mean = (xf * m).sum(dims) / n
+            var = (((xf - mean.view(shape)) ** 2) * m).sum(dims) / n
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            unbiased = var * (n / (n - 1).clamp_min(1.0))
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+            self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return (y * self.weight.view(shape) + self.bias.view(shape)).to(x.dtype)

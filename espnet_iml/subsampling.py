@@ -1,0 +1,80 @@
+"""Conv2d x4 subsampling front end, spiking or real-valued.
+
+Spiking (default, OUR DESIGN following spiking vision Transformers): the first conv is the
+encoding layer (real-valued fbank in: multiply-accumulate), its output is spiked by IMLS, so
+the second conv and the projection take spike counts (accumulate-only). This choice alone
+moves the theoretical energy ratio from about 2x to about 5-7x (docs/design.md).
+Real-valued: Conv-ReLU-Conv-ReLU-Linear as ESPnet's Conv2dSubsampling.
+
+Output lengths are computed from the input lengths, not from the padded mask: ESPnet
+202511's Conv2dSubsampling gets them wrong for utterances padded in a batch.
+"""
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from espnet_iml.imls import IMLSNeuron
+from espnet_iml.norm import MaskedBatchNorm
+
+
+def conv_out_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    """Valid output frames of one kernel-3 stride-2 conv."""
+    return torch.div(lengths - 1, 2, rounding_mode="floor")
+
+
+def time_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, T) bool, True at frames < lengths."""
+    return torch.arange(length, device=lengths.device)[None] < lengths[:, None]
+
+
+class SpikingConv2dSubsampling(nn.Module):
+    """(B, T, idim) -> (B, T', odim), T' = ((T - 1) // 2 - 1) // 2.
+
+    Args:
+        idim: input feature size (80 for fbank).
+        odim: output size (model width) and conv channels.
+        spiking: IMLS after each conv (True) or ReLU (False).
+        neuron: IMLS settings (levels, threshold, threshold_init).
+    """
+
+    min_frames = 7
+
+    def __init__(self, idim: int, odim: int, spiking: bool = True, neuron: dict = None):
+        super().__init__()
+        self.spiking = spiking
+        self.conv1 = nn.Conv2d(1, odim, 3, 2)
+        self.conv2 = nn.Conv2d(odim, odim, 3, 2)
+        if spiking:
+            neuron = dict(neuron or {})
+            self.bn1 = MaskedBatchNorm(odim, channel_dim=1)
+            # Thresholds per frame, over channels x frequency.
+            self.neuron1 = IMLSNeuron(**neuron, reduce_dims=(1, 3))
+            self.bn2 = MaskedBatchNorm(odim, channel_dim=1)
+            self.neuron2 = IMLSNeuron(**neuron, reduce_dims=(-1,))
+        self.out = nn.Linear(odim * (((idim - 1) // 2 - 1) // 2), odim)
+
+    def forward(
+        self, xs: torch.Tensor, ilens: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        l1 = conv_out_lengths(ilens)
+        l2 = conv_out_lengths(l1)
+        x = self.conv1(xs.unsqueeze(1))
+        if self.spiking:
+            m1 = time_mask(l1, x.size(2))[:, None, :, None]
+            x = self.neuron1(self.bn1(x, m1), m1)
+        else:
+            x = torch.relu(x)
+        x = self.conv2(x)
+        if self.spiking:
+            x = self.bn2(x, time_mask(l2, x.size(2))[:, None, :, None])
+        b, c, t, f = x.shape
+        # Flatten before the second neuron (its threshold spans channels x freq of a frame
+        # either way), so the projection is fed the neuron's output directly.
+        x = x.transpose(1, 2).reshape(b, t, c * f)
+        if self.spiking:
+            x = self.neuron2(x, time_mask(l2, t)[..., None])
+        else:
+            x = torch.relu(x)
+        return self.out(x), l2
