@@ -132,7 +132,8 @@ class IMLSNeuron(nn.Module):
         # Threshold and rounding in fp32 even under bf16 autocast: a rounding step is
         # exactly where low precision changes the integer output.
         with torch.autocast(device_type=u.device.type, enabled=False):
-            u = u.float()
+            if u.dtype in (torch.float16, torch.bfloat16):
+                u = u.float()
             if self.threshold == "input_aware":
                 theta = self.k.abs() * u.abs().mean(dim=self.reduce_dims, keepdim=True)
             else:

@@ -45,7 +45,8 @@ class MaskedBatchNorm(nn.BatchNorm1d):
             return x * a.view(shape) + c.view(shape)
 
         dims = [d for d in range(x.dim()) if d != self.channel_dim % x.dim()]
-        xf = x.float()
+        # statistics in fp32 at least (bf16 autocast would make them coarse)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         if mask is None:
             n = torch.tensor(float(x.numel() // self.num_features), device=x.device)
             mean = xf.mean(dims)

@@ -1,0 +1,88 @@
+"""IMLS neuron: counts equal an explicit D-step integrate-and-fire simulation, the STE
+gradient lives only in the firing range, and spike-driven (binary slot) evaluation of a
+synaptic layer equals the integer-count evaluation."""
+
+import pytest
+import torch
+
+from espnet_iml.imls import (
+    IMLSNeuron,
+    binary_slot_linear,
+    expand_binary,
+    if_reference,
+    spike_count,
+)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 4, 8])
+def test_counts_equal_d_step_integrate_and_fire(levels):
+    g = torch.Generator().manual_seed(levels)
+    x = torch.randn(4096, generator=g) * levels + levels / 2
+    # exact half-integers are where rounding conventions disagree: include them
+    x = torch.cat([x, torch.arange(-1.0, levels + 1.5, 0.5)])
+    counts = spike_count(x, levels)
+    ref = if_reference(x, levels)
+    assert torch.equal(counts, ref)
+    assert counts.min() == 0 and counts.max() == levels
+    assert torch.equal(counts, counts.round())
+
+
+@pytest.mark.parametrize("levels", [1, 4])
+def test_neuron_counts_match_reference_with_its_own_threshold(levels):
+    neuron = IMLSNeuron(levels=levels, threshold_init=0.7)
+    u = torch.randn(3, 50, 16, generator=torch.Generator().manual_seed(1))
+    counts, theta = neuron.fire(u)
+    assert theta.shape == (3, 50, 1)
+    torch.testing.assert_close(theta, 0.7 * u.abs().mean(-1, keepdim=True))
+    assert torch.equal(counts, if_reference(u / theta, levels))
+    assert torch.equal(neuron(u), counts * theta)
+
+
+def test_gradient_only_inside_firing_range():
+    levels = 4
+    x = torch.linspace(-3, levels + 3, 1001, requires_grad=True)
+    spike_count(x, levels).sum().backward()
+    inside = (x.detach() >= 0) & (x.detach() <= levels)
+    assert torch.all(x.grad[inside] == 1)
+    assert torch.all(x.grad[~inside] == 0)
+
+
+def test_constant_threshold_gradient_zero_outside_range():
+    neuron = IMLSNeuron(levels=2, threshold="constant", threshold_init=1.0)
+    u = torch.tensor([-2.0, -0.1, 0.3, 1.0, 1.9, 2.6, 5.0], requires_grad=True)
+    neuron(u).sum().backward()
+    assert u.grad.tolist() == [0, 0, 1, 1, 1, 0, 0]
+
+
+def test_mask_silences_padded_positions():
+    neuron = IMLSNeuron(levels=4)
+    u = torch.rand(2, 6, 8) + 1.0
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)[..., None]
+    out = neuron(u, mask)
+    assert torch.all(out[0, 4:] == 0) and torch.all(out[0, :4] > 0)
+
+
+@pytest.mark.parametrize("levels", [1, 3, 4])
+def test_binary_slots_reproduce_layer_on_integer_spikes(levels):
+    torch.manual_seed(levels)
+    layer = torch.nn.Linear(16, 8).double()
+    neuron = IMLSNeuron(levels=levels)
+    u = torch.randn(5, 7, 16, dtype=torch.float64)
+    counts, theta = neuron.fire(u)
+    slots = expand_binary(counts, levels)
+    assert slots.shape == (levels, 5, 7, 16)
+    assert set(slots.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(slots.sum(0), counts)
+    expected = layer(counts * theta)
+    got = binary_slot_linear(layer, slots, theta)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    # adding the bias once per slot would be wrong by (D - 1) * bias
+    wrong = sum(layer(s) for s in slots) * theta
+    assert not torch.allclose(wrong, expected)
+
+
+def test_bad_neuron_settings_name_the_option():
+    with pytest.raises(ValueError, match="spike_levels"):
+        IMLSNeuron(levels=0)
+    with pytest.raises(ValueError, match="threshold must be one of"):
+        IMLSNeuron(threshold="adaptive")
