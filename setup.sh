@@ -25,8 +25,10 @@ fi
 stamp=.venv/.espnet_iml-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   echo "[setup] installing espnet_iml and its dependencies into .venv (first time: a few minutes, ~5 GB)"
-  .venv/bin/python -m pip install -q --upgrade "pip<25" "setuptools<74" wheel
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # (this machine's pip config lists local mirrors that may not exist: hide that noise)
+  quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet .venv/bin/python -m pip install -q --upgrade "pip<25" "setuptools<74" wheel
+  quiet .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import torch, espnet; print("torch", torch.__version__, "espnet", espnet.__version__)')"

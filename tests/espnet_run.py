@@ -44,11 +44,20 @@ def synth_dataset(out: Path, sentences: List[str] = SENTENCES) -> Dict[str, Path
     return {name: out / name for name in [*files, "tokens.txt"]}
 
 
-def run_module(module: str, args: List[str], cwd: Path, timeout: int = 600):
-    """Run ``python -m module args`` with the test interpreter; fail with its log on error."""
+def _run(cmd: List[str], cwd: Path, timeout: int):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
+    proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+        raise AssertionError(f"{cmd[:2]} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     return proc
+
+
+def run_module(module: str, args: List[str], cwd: Path, timeout: int = 600):
+    """Run ``python -m module args`` with the test interpreter; fail with its log on error."""
+    return _run(["-m", module, *args], cwd, timeout)
+
+
+def run_script(script: Path, args: List[str], cwd: Path, timeout: int = 600):
+    """Run ``python script args`` with the test interpreter; fail with its log on error."""
+    return _run([script, *args], cwd, timeout)

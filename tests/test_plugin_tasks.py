@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_run import ROOT, run_module, synth_dataset
+from espnet_run import run_module, run_script, synth_dataset
 
 ENCODER = {
     "encoder": "iml_spikeformer",
@@ -85,3 +85,47 @@ def test_train_then_decode(task, data, tmp_path):
     hyps = (out / "1best_recog" / "text").read_text().splitlines()
     ids = [line.split()[0] for line in Path(data["wav.scp"]).read_text().splitlines()]
     assert sorted(h.split(maxsplit=1)[0] for h in hyps) == sorted(ids)
+
+
+LOAD_PACKED = """
+import sys, torch
+import espnet_iml
+from espnet2.main_funcs.pack_funcs import unpack
+from espnet2.bin.asr_inference import Speech2Text
+from espnet2.tasks.asr import ASRTask
+import soundfile
+
+files = unpack(sys.argv[1], sys.argv[2])
+s2t = Speech2Text(**files, device="cpu", beam_size=2, maxlenratio=0.3)
+assert type(s2t.asr_model.encoder).__name__ == "IMLSpikeformerEncoder"
+# ESPnet loads checkpoints with strict=False: check nothing was silently dropped.
+model, _ = ASRTask.build_model_from_file(files["asr_train_config"], None, "cpu")
+state = torch.load(files["asr_model_file"], map_location="cpu")
+missing, unexpected = model.load_state_dict(state, strict=True)
+speech, rate = soundfile.read(sys.argv[3])
+text = s2t(speech)[0][0]
+print("DECODED:" + text)
+"""
+
+
+def test_packed_model_loads_through_speech2text(data, tmp_path):
+    exp = tmp_path / "exp"
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({**COMMON, **ENCODER}))
+    args = ["--config", config, "--output_dir", exp, "--ngpu", 0, "--token_type", "char",
+            "--token_list", data["tokens.txt"], "--num_iters_per_epoch", 2]
+    for split in ("train", "valid"):
+        args += [f"--{split}_data_path_and_name_and_type", f"{data['wav.scp']},speech,sound",
+                 f"--{split}_data_path_and_name_and_type", f"{data['text']},text,text",
+                 f"--{split}_shape_file", data["speech_shape"]]
+    run_module("espnet_iml.bin.asr_train", args, cwd=tmp_path)
+    packed = tmp_path / "model.zip"
+    run_module("espnet_iml.bin.pack", ["asr", "--asr_train_config", exp / "config.yaml",
+                                       "--asr_model_file", exp / "1epoch.pth",
+                                       "--outpath", packed], cwd=tmp_path)
+    assert packed.stat().st_size > 0
+    wav = Path(data["wav.scp"]).read_text().split()[1]
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_PACKED)
+    proc = run_script(script, [packed, tmp_path / "unpacked", wav], cwd=tmp_path)
+    assert "DECODED:" in proc.stdout

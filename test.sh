@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run the default test suite (sets the machine up first if needed).
+# Extra arguments go to pytest, e.g. ./test.sh -k imls, or ./test.sh -m slow for benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")"
+./setup.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
