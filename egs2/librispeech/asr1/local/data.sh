@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# LibriSpeech data preparation (stage 1 of asr.sh):
+#   ${LIBRISPEECH}/LibriSpeech/<subset> -> <datadir>/{dev_clean,dev_other,test_clean,test_other}
+#   plus <datadir>/train_960 (the training subsets together) and <datadir>/dev (both dev sets)
+# Usage: local/data.sh [--datadir data] [--train_sets "train-clean-100 train-clean-360 train-other-500"]
+# The corpus location comes from db.sh (LIBRISPEECH, overridable from the environment).
+set -euo pipefail
+
+datadir=data
+train_sets="train-clean-100 train-clean-360 train-other-500"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --datadir) datadir=${2:?--datadir needs a value}; shift 2 ;;
+        --datadir=*) datadir=${1#*=}; shift ;;
+        --train_sets) train_sets=${2:?--train_sets needs a value}; shift 2 ;;
+        --train_sets=*) train_sets=${1#*=}; shift ;;
+        -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "$0: unknown option $1 (usage: local/data.sh [--datadir DIR] [--train_sets \"SUBSET ...\"])" >&2; exit 2 ;;
+    esac
+done
+
+# shellcheck disable=SC1091
+. ./db.sh
+# shellcheck disable=SC1091
+[ -f ./path.sh ] && . ./path.sh
+python=${python:-python3}
+
+root=${LIBRISPEECH}/LibriSpeech
+missing=
+for subset in ${train_sets} dev-clean dev-other test-clean test-other; do
+    [ -d "${root}/${subset}" ] || missing+=" ${root}/${subset}"
+done
+if [ -n "${missing}" ]; then
+    cat >&2 <<MSG
+ERROR: LibriSpeech was not found at LIBRISPEECH=${LIBRISPEECH} (set in db.sh, or LIBRISPEECH=/path ./run.sh).
+Expected layout (as released on https://www.openslr.org/12, each <subset>.tar.gz unpacked in place):
+  \${LIBRISPEECH}/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac
+  \${LIBRISPEECH}/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>.trans.txt
+  subsets: ${train_sets} dev-clean dev-other test-clean test-other
+Missing:${missing}
+A synthetic stand-in with the same layout (minutes to train on a CPU):
+  python -m espnet_iml.bin.make_corpus --corpus librispeech --out <dir> --size small
+MSG
+    exit 1
+fi
+
+# shellcheck disable=SC2086
+"${python}" -m espnet_iml.recipe.prep_librispeech --corpus "${LIBRISPEECH}" --out "${datadir}" \
+    --train_sets ${train_sets}
+for x in train_960 dev dev_clean dev_other test_clean test_other; do
+    if [ -f "${datadir}/${x}/wav.scp" ]; then
+        echo "local/data.sh: ${datadir}/${x}: $(wc -l <"${datadir}/${x}/wav.scp") utterances"
+    fi
+done
