@@ -39,6 +39,65 @@ class _RoundClampSTE(torch.autograd.Function):
         return grad * inside.to(grad.dtype), None
 
 
+class _IMLSFire(torch.autograd.Function):
+    """Fused input-aware IMLS: y = S * theta, S = clamp(floor(U/theta + 1/2), 0, D) * mask,
+    theta = max(|k| * mean(|U|), eps) over ``dims`` (or |k| when ``dims`` is None).
+
+    Same values and gradients as composing the ops under autograd (tested), with the
+    gradient written out so a training step keeps one saved tensor instead of a dozen:
+        dy_i/dU_i   = 1 inside the firing range (STE), 0 outside
+        dL/dtheta   = sum_i g_i * (S_i - inside_i * U_i / theta)
+        dtheta/dU_j = |k| * sign(U_j) / n,   dtheta/dk = sign(k) * mean|U|
+    """
+
+    @staticmethod
+    def forward(ctx, u, k, levels, dims, eps, mask):
+        if dims is None:
+            theta = k.abs().clamp_min(eps).to(u.dtype).reshape([1] * u.dim())
+            mean_abs = None
+        else:
+            mean_abs = u.abs().mean(dim=dims, keepdim=True)
+            theta = (k.abs() * mean_abs).clamp_min(eps)
+        counts = torch.floor(u / theta + 0.5).clamp_(0, levels)
+        if mask is not None:
+            counts = counts * mask
+        ctx.save_for_backward(u, k, theta, mean_abs if mean_abs is not None else theta, mask
+                              if mask is not None else theta)
+        ctx.levels, ctx.dims, ctx.eps = levels, dims, eps
+        ctx.has_mask = mask is not None
+        ctx.mark_non_differentiable(counts)
+        return counts * theta, counts, theta
+
+    @staticmethod
+    def backward(ctx, grad, _grad_counts, grad_theta_out):
+        u, k, theta, mean_abs, mask = ctx.saved_tensors
+        x = u / theta
+        inside = (x >= 0) & (x <= ctx.levels)
+        if ctx.has_mask:
+            inside = inside & mask.bool()
+        counts = torch.floor(x + 0.5).clamp_(0, ctx.levels)
+        if ctx.has_mask:
+            counts = counts * mask
+        inside_f = inside.to(u.dtype)
+        grad_u = grad * inside_f
+        per_elem = grad * (counts - inside_f * x)
+        if ctx.dims is None:
+            g_theta = per_elem.sum()
+            if grad_theta_out is not None:
+                g_theta = g_theta + grad_theta_out.sum()
+            live = (k.abs() > ctx.eps).to(u.dtype)
+            grad_k = (g_theta * torch.sign(k) * live).reshape(k.shape).to(k.dtype)
+            return grad_u, grad_k, None, None, None, None
+        g_theta = per_elem.sum(dim=ctx.dims, keepdim=True)
+        if grad_theta_out is not None:
+            g_theta = g_theta + grad_theta_out
+        g_theta = g_theta * (k.abs() * mean_abs > ctx.eps).to(u.dtype)  # clamped: no grad
+        n = u.numel() // g_theta.numel()
+        grad_u = grad_u + g_theta * (k.abs() / n) * torch.sign(u)
+        grad_k = (g_theta * mean_abs).sum() * torch.sign(k)
+        return grad_u, grad_k.reshape(k.shape).to(k.dtype), None, None, None, None
+
+
 def spike_count(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Integer spike count of normalized input ``x = U / theta`` (differentiable, STE)."""
     return _RoundClampSTE.apply(x, levels)
@@ -124,28 +183,26 @@ class IMLSNeuron(nn.Module):
     def extra_repr(self) -> str:
         return f"levels={self.levels}, threshold={self.threshold}"
 
-    def fire(
-        self, u: torch.Tensor, mask: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return (integer spike counts, per-token threshold theta); counts are 0 where
-        ``mask`` (broadcastable to ``u``, True = valid) is False."""
+    def _fire(self, u: torch.Tensor, mask: Optional[torch.Tensor]):
         # Threshold and rounding in fp32 even under bf16 autocast: a rounding step is
         # exactly where low precision changes the integer output.
         with torch.autocast(device_type=u.device.type, enabled=False):
             if u.dtype in (torch.float16, torch.bfloat16):
                 u = u.float()
-            if self.threshold == "input_aware":
-                theta = self.k.abs() * u.abs().mean(dim=self.reduce_dims, keepdim=True)
-            else:
-                theta = self.k.abs().expand(1)
-            theta = theta.clamp_min(self.eps)
-            counts = spike_count(u / theta, self.levels)
-            if mask is not None:
-                counts = counts * mask.to(counts.dtype)
+            dims = self.reduce_dims if self.threshold == "input_aware" else None
+            m = mask.to(u.dtype) if mask is not None else None
+            return _IMLSFire.apply(u, self.k, self.levels, dims, self.eps, m)
+
+    def fire(
+        self, u: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return (integer spike counts, per-token threshold theta); counts are 0 where
+        ``mask`` (broadcastable to ``u``, True = valid) is False."""
+        _, counts, theta = self._fire(u, mask)
         return counts, theta
 
     def forward(self, u: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        counts, theta = self.fire(u, mask)
+        out, counts, _ = self._fire(u, mask)
         if self.recording:
-            self.last_counts = counts.detach()
-        return counts * theta
+            self.last_counts = counts
+        return out

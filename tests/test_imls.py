@@ -86,3 +86,32 @@ def test_bad_neuron_settings_name_the_option():
         IMLSNeuron(levels=0)
     with pytest.raises(ValueError, match="threshold must be one of"):
         IMLSNeuron(threshold="adaptive")
+
+
+def _composed_reference(u, k, levels, dims, eps, mask):
+    """The same neuron written as plain differentiable ops (autograd does the gradient)."""
+    if dims is None:
+        theta = k.abs().clamp_min(eps)
+    else:
+        theta = (k.abs() * u.abs().mean(dim=dims, keepdim=True)).clamp_min(eps)
+    counts = spike_count(u / theta, levels) * mask
+    return counts * theta
+
+
+@pytest.mark.parametrize("threshold, dims", [("input_aware", (-1,)), ("input_aware", (1, 3)),
+                                             ("constant", None)])
+def test_fused_neuron_matches_composed_autograd(threshold, dims):
+    torch.manual_seed(0)
+    shape = (2, 3, 7, 5) if dims == (1, 3) else (2, 7, 6)
+    u1 = (torch.randn(*shape, dtype=torch.float64) * 2).requires_grad_()
+    u2 = u1.detach().clone().requires_grad_()
+    mask = torch.ones(*shape[:-1], 1, dtype=torch.bool)
+    mask[1, ..., -2:, :] = False
+    neuron = IMLSNeuron(levels=3, threshold=threshold, threshold_init=0.8,
+                        reduce_dims=dims or (-1,)).double()
+    k2 = neuron.k.detach().clone().requires_grad_()
+    g = torch.randn(*shape, dtype=torch.float64)
+    (neuron(u1, mask) * g).sum().backward()
+    (_composed_reference(u2, k2, 3, dims, neuron.eps, mask.double()) * g).sum().backward()
+    torch.testing.assert_close(u1.grad, u2.grad)
+    torch.testing.assert_close(neuron.k.grad, k2.grad)
