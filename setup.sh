@@ -31,4 +31,8 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   quiet .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
+# A regular `pip install` ships espnet_iml-autoload.pth (see setup.py); an editable install
+# does not, so put it in place here: stock espnet2.bin.* commands then know our encoder too.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cmp -s espnet_iml-autoload.pth "$site/espnet_iml-autoload.pth" || cp espnet_iml-autoload.pth "$site/"
 echo "[setup] ready: $(.venv/bin/python -c 'import torch, espnet; print("torch", torch.__version__, "espnet", espnet.__version__)')"
