@@ -129,3 +129,13 @@ def test_packed_model_loads_through_speech2text(data, tmp_path):
     script.write_text(LOAD_PACKED)
     proc = run_script(script, [packed, tmp_path / "unpacked", wav], cwd=tmp_path)
     assert "DECODED:" in proc.stdout
+
+
+def test_stock_espnet_command_knows_the_encoder(tmp_path):
+    """After installation, ESPnet's own entry point accepts the encoder (autoload .pth)."""
+    proc = run_module("espnet2.bin.asr_train", ["--print_config", "--encoder", "iml_spikeformer"],
+                      cwd=tmp_path)
+    printed = yaml.safe_load(proc.stdout)
+    assert printed["encoder"] == "iml_spikeformer"
+    assert printed["encoder_conf"]["spike_levels"] == 4
+    assert printed["encoder_conf"]["spiking_frontend"] is True
