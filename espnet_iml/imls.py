@@ -44,7 +44,8 @@ class _IMLSFire(torch.autograd.Function):
     theta = max(|k| * mean(|U|), eps) over ``dims`` (or |k| when ``dims`` is None).
 
     Same values and gradients as composing the ops under autograd (tested), with the
-    gradient written out so a training step keeps one saved tensor instead of a dozen:
+    gradient written out: backward is a handful of passes over the input instead of the
+    autograd graph of a dozen ops (it matters on the front end's large 2-D maps):
         dy_i/dU_i   = 1 inside the firing range (STE), 0 outside
         dL/dtheta   = sum_i g_i * (S_i - inside_i * U_i / theta)
         dtheta/dU_j = |k| * sign(U_j) / n,   dtheta/dk = sign(k) * mean|U|
@@ -61,41 +62,35 @@ class _IMLSFire(torch.autograd.Function):
         counts = torch.floor(u / theta + 0.5).clamp_(0, levels)
         if mask is not None:
             counts = counts * mask
-        ctx.save_for_backward(u, k, theta, mean_abs if mean_abs is not None else theta, mask
-                              if mask is not None else theta)
+        ctx.save_for_backward(u, k, theta, counts, mean_abs, mask)
         ctx.levels, ctx.dims, ctx.eps = levels, dims, eps
-        ctx.has_mask = mask is not None
         ctx.mark_non_differentiable(counts)
         return counts * theta, counts, theta
 
     @staticmethod
     def backward(ctx, grad, _grad_counts, grad_theta_out):
-        u, k, theta, mean_abs, mask = ctx.saved_tensors
+        u, k, theta, counts, mean_abs, mask = ctx.saved_tensors
         x = u / theta
         inside = (x >= 0) & (x <= ctx.levels)
-        if ctx.has_mask:
-            inside = inside & mask.bool()
-        counts = torch.floor(x + 0.5).clamp_(0, ctx.levels)
-        if ctx.has_mask:
-            counts = counts * mask
-        inside_f = inside.to(u.dtype)
-        grad_u = grad * inside_f
-        per_elem = grad * (counts - inside_f * x)
+        if mask is not None:
+            inside &= mask.bool()
+        grad_u = grad.masked_fill(~inside, 0.0)
+        # per element dy/dtheta: S - U/theta inside the range, S outside (saturated or 0)
+        per_elem = grad * torch.where(inside, counts - x, counts)
         if ctx.dims is None:
             g_theta = per_elem.sum()
             if grad_theta_out is not None:
                 g_theta = g_theta + grad_theta_out.sum()
-            live = (k.abs() > ctx.eps).to(u.dtype)
-            grad_k = (g_theta * torch.sign(k) * live).reshape(k.shape).to(k.dtype)
-            return grad_u, grad_k, None, None, None, None
+            g_theta = g_theta * (k.abs() > ctx.eps).to(u.dtype)  # clamped: no gradient
+            return grad_u, (g_theta * torch.sign(k)).reshape(k.shape).to(k.dtype), *[None] * 4
         g_theta = per_elem.sum(dim=ctx.dims, keepdim=True)
         if grad_theta_out is not None:
             g_theta = g_theta + grad_theta_out
-        g_theta = g_theta * (k.abs() * mean_abs > ctx.eps).to(u.dtype)  # clamped: no grad
+        g_theta = g_theta * (k.abs() * mean_abs > ctx.eps).to(u.dtype)  # clamped: no gradient
         n = u.numel() // g_theta.numel()
-        grad_u = grad_u + g_theta * (k.abs() / n) * torch.sign(u)
+        grad_u = torch.addcmul(grad_u, torch.sign(u), g_theta * (k.abs() / n))
         grad_k = (g_theta * mean_abs).sum() * torch.sign(k)
-        return grad_u, grad_k.reshape(k.shape).to(k.dtype), None, None, None, None
+        return grad_u, grad_k.reshape(k.shape).to(k.dtype), *[None] * 4
 
 
 def spike_count(x: torch.Tensor, levels: int) -> torch.Tensor:
