@@ -377,8 +377,8 @@ if ! "${skip_data_prep}" && run_stage 3; then
             need "${datadir}/${dset}/wav.scp" 1 "a data directory"
         fi
     done
+    # format_audio and fbank redo only what changed (a re-run over complete output is a no-op).
     for dset in ${feat_sets}; do
-        rm -rf "${dumpdir:?}/raw/${dset}"
         "${python}" -m espnet_iml.recipe.format_audio --data "${datadir}/${dset}" \
             --out "${dumpdir}/raw/${dset}" --fs "${fs_hz}" --nj "${nj}"
     done
@@ -392,7 +392,6 @@ if ! "${skip_data_prep}" && run_stage 4; then
         need "${dumpdir}/raw/${dset}/wav.scp" 3 "formatted audio"
     done
     for dset in ${feat_sets}; do
-        rm -rf "${data_feats:?}/${dset}"
         "${python}" -m espnet_iml.recipe.fbank --data "${dumpdir}/raw/${dset}" \
             --out "${data_feats}/${dset}" --n_mels "${n_mels}" --nj "${nj}"
         [ -f "${data_feats}/${dset}/feats_type" ] || echo "${feats_type}" >"${data_feats}/${dset}/feats_type"
@@ -645,13 +644,20 @@ if ! "${skip_eval}" && run_stage 9; then
         for unit in ${score_units}; do
             if [ "${unit}" = char ]; then _name=cer; else _name=wer; fi
             rm -rf "${_dir:?}/score_${_name}"
+            _opts=()
+            [ -f "${data_feats}/${dset}/utt2spk" ] && _opts+=(--utt2spk "${data_feats}/${dset}/utt2spk")
+            [ "${nlsyms_txt}" != none ] && _opts+=(--non_linguistic_symbols "${nlsyms_txt}")
             "${python}" -m espnet_iml.recipe.score --ref "${data_feats}/${dset}/text" \
-                --hyp "${_dir}/text" --unit "${unit}" --out "${_dir}/score_${_name}"
+                --hyp "${_dir}/text" --unit "${unit}" --out "${_dir}/score_${_name}" "${_opts[@]}" \
+                >"${_dir}/score_${_name}.log" 2>&1 \
+                || fail_with_log "${_dir}/score_${_name}.log" "scoring ${dset} failed"
+            # score.json holds percentages (err, sub, del, ins) and counts (n_snt, n_ref).
             "${python}" - "${_dir}/score_${_name}/score.json" "${dset}" "${_name}" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(f"    {sys.argv[2]:<16} {sys.argv[3].upper()} {100.0 * s['err'] / max(s['n_ref'], 1):6.2f} %"
-      f"  ({s['n_snt']} utterances, {s['n_ref']} reference {'chars' if sys.argv[3] == 'cer' else 'words'})")
+unit = "chars" if sys.argv[3] == "cer" else "words"
+print(f"    {sys.argv[2]:<16} {sys.argv[3].upper()} {s['err']:6.2f} %  (sub {s['sub']:.2f}, del {s['del']:.2f},"
+      f" ins {s['ins']:.2f}; {s['n_snt']} utterances, {s['n_ref']} {unit})")
 EOF
         done
     done

@@ -38,19 +38,7 @@ MSG
     exit 1
 fi
 
-# The release ships one wav archive per speaker inside data_aishell/wav: extract each once.
-n_new=0
-for tgz in "${wavdir}"/*.tar.gz; do
-    [ -e "${tgz}" ] || continue
-    stamp=${tgz%.tar.gz}.extracted
-    if [ ! -f "${stamp}" ] || [ "${tgz}" -nt "${stamp}" ]; then
-        tar -xzf "${tgz}" -C "${wavdir}"
-        touch "${stamp}"
-        n_new=$((n_new + 1))
-    fi
-done
-[ "${n_new}" -eq 0 ] || echo "local/data.sh: extracted ${n_new} speaker archive(s) in ${wavdir}"
-
+# prep_aishell unpacks the per-speaker archives of data_aishell/wav in place (once).
 "${python}" -m espnet_iml.recipe.prep_aishell --corpus "${AISHELL}" --out "${datadir}"
 for x in train dev test; do
     echo "local/data.sh: ${datadir}/${x}: $(wc -l <"${datadir}/${x}/wav.scp") utterances"

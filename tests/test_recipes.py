@@ -1,0 +1,248 @@
+"""Both recipes end to end (egs2/aishell/asr1, egs2/librispeech/asr1) on generated tiny corpora.
+
+Each recipe runs from a copy of its directory (symlinks, as ESPnet recipes are laid out) in a
+temporary directory, through its own run.sh and the shared stage driver
+egs2/TEMPLATE/asr1/asr.sh, with the tiny configs of conf/tuning/. Checked: every stage's
+outputs, re-running finished stages, resuming an interrupted training, the error for a stage
+run before its inputs exist, and the error for a missing corpus.
+
+Cost is dominated by ESPnet processes (about 10 s each to import): statistics (2 jobs),
+training, decoding (2 jobs for all test sets together), per recipe.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import kaldiio
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE_FILES = ("run.sh", "db.sh", "path.sh", "conf", "local")
+TINY = {
+    "aishell": ["--asr_config", "conf/tuning/train_asr_iml_spikeformer_tiny.yaml"],
+    "librispeech": ["--asr_config", "conf/tuning/train_asr_iml_spikeformer_tiny.yaml",
+                    "--nbpe", "40"],
+}
+# One torch thread for training: on a busy 2-core machine two threads are several times slower.
+COMMON = ["--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--train_threads", "1",
+          "--inference_config", "conf/tuning/decode_asr_tiny.yaml", "--python", sys.executable]
+CORPUS_ENV = {"aishell": "AISHELL", "librispeech": "LIBRISPEECH"}
+TEST_SETS = {"aishell": ["dev", "test"],
+             "librispeech": ["test_clean", "test_other", "dev_clean", "dev_other"]}
+TRAIN_SET = {"aishell": "train", "librispeech": "train_960"}
+
+
+def recipe_copy(base: Path, recipe: str) -> Path:
+    """base/egs2/<recipe>/asr1 made of symlinks to the real recipe, next to TEMPLATE."""
+    egs = base / "egs2"
+    egs.mkdir(parents=True, exist_ok=True)
+    if not (egs / "TEMPLATE").exists():
+        (egs / "TEMPLATE").symlink_to(ROOT / "egs2" / "TEMPLATE")
+    d = egs / recipe / "asr1"
+    d.mkdir(parents=True)
+    for name in RECIPE_FILES:
+        (d / name).symlink_to(ROOT / "egs2" / recipe / "asr1" / name)
+    return d
+
+
+def run(cwd: Path, args: List[str], env: Dict[str, str], ok: bool = True,
+        timeout: int = 600) -> subprocess.CompletedProcess:
+    """./run.sh args in cwd; on an unexpected exit status fail with the end of its output."""
+    proc = subprocess.run(["./run.sh", *args], cwd=cwd, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+    if ok and proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}")
+    if not ok and proc.returncode == 0:
+        raise AssertionError(f"run.sh {' '.join(args)} should have failed:\n{proc.stdout[-3000:]}")
+    return proc
+
+
+def kv(path: Path) -> Dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(" ")
+        out[key] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> Dict[str, Path]:
+    base = tmp_path_factory.mktemp("corpora")
+    out = {}
+    for corpus in ("aishell", "librispeech"):
+        out[corpus] = base / corpus
+        subprocess.run([sys.executable, "-m", "espnet_iml.bin.make_corpus", "--corpus", corpus,
+                        "--out", str(out[corpus]), "--size", "tiny", "--quiet"],
+                       check=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def aishell(corpora, tmp_path_factory):
+    """The whole AiShell recipe (with 3-way speed perturbation) in one run.sh call."""
+    d = recipe_copy(tmp_path_factory.mktemp("aishell"), "aishell")
+    env = {"AISHELL": str(corpora["aishell"])}
+    proc = run(d, [*COMMON, *TINY["aishell"], "--energy_args", "--max_utts 4 --no_plots"], env)
+    return d, env, proc
+
+
+@pytest.fixture(scope="module")
+def librispeech(corpora, tmp_path_factory):
+    """The LibriSpeech recipe (BPE) in two calls: stages 1-7 with one epoch, then 7-11 with
+    the config's two epochs, so that the second call resumes the first's training."""
+    d = recipe_copy(tmp_path_factory.mktemp("librispeech"), "librispeech")
+    env = {"LIBRISPEECH": str(corpora["librispeech"])}
+    args = [*COMMON, *TINY["librispeech"], "--speed_perturb_factors", ""]
+    first = run(d, [*args, "--stop_stage", "7", "--asr_args", "--max_epoch 1"], env)
+    second = run(d, [*args, "--stage", "7", "--stop_stage", "10"], env)
+    return d, env, first, second
+
+
+def exp_dir(d: Path) -> Path:
+    exps = [p for p in (d / "exp").glob("asr_*") if not p.name.startswith("asr_stats")]
+    assert len(exps) == 1, exps
+    return exps[0]
+
+
+def check_recipe(d: Path, recipe: str, stdout: str, token: str, unit: str, train: str) -> None:
+    sets = [train, "dev", *TEST_SETS[recipe]]
+    sets = list(dict.fromkeys(sets))
+    # Stage 1 (and 2): Kaldi-style data directories, consistent keys.
+    for s in sets:
+        data = d / "data" / s
+        wav, text, utt2spk = kv(data / "wav.scp"), kv(data / "text"), kv(data / "utt2spk")
+        assert wav and set(wav) == set(text) == set(utt2spk), s
+        assert list(wav) == sorted(wav), f"{s}/wav.scp is not sorted"
+        spk2utt = kv(data / "spk2utt")
+        assert sorted(u for v in spk2utt.values() for u in v.split()) == sorted(utt2spk)
+    # Stages 3-4: 16 kHz audio, 80-dim fbank for every set, CMVN of the training set.
+    for s in sets:
+        feats = d / "dump" / "fbank" / s
+        assert (d / "dump" / "raw" / s / "wav.scp").is_file()
+        scp = kv(feats / "feats.scp")
+        assert set(scp) == set(kv(d / "data" / s / "text")), s
+        first = next(iter(scp))
+        assert kaldiio.load_mat(str(d / scp[first])).shape[1] == 80  # paths relative to d
+        assert (feats / "feats_dim").read_text().strip() == "80"
+        assert set(kv(feats / "text")) == set(scp)
+    assert (d / "dump" / "fbank" / train / "cmvn.ark").is_file()
+    # Stage 5: token list with ESPnet's special symbols.
+    if token == "char":
+        tokens = (d / "data" / "token_list" / "char" / "tokens.txt").read_text().split("\n")
+    else:
+        bpe = d / "data" / "token_list" / token
+        assert (bpe / "bpe.model").is_file()
+        tokens = (bpe / "tokens.txt").read_text().split("\n")
+    tokens = [t for t in tokens if t]
+    assert tokens[0] == "<blank>" and tokens[1] == "<unk>" and tokens[-1] == "<sos/eos>"
+    assert len(tokens) > 10
+    # Stage 6: ESPnet statistics.
+    stats = next((d / "exp").glob("asr_stats_*"))
+    assert (stats / "train" / "feats_stats.npz").is_file()
+    n_train = len(kv(d / "dump" / "fbank" / train / "feats.scp"))
+    assert len(kv(stats / "train" / "speech_shape")) == n_train
+    assert (stats / "train" / f"text_shape.{'char' if token == 'char' else 'bpe'}").is_file()
+    # Stage 7: checkpoints and the averaged model.
+    exp = exp_dir(d)
+    assert "iml_spikeformer" in exp.name
+    for f in ("config.yaml", "checkpoint.pth", "valid.acc.ave.pth", "2epoch.pth", "train.log"):
+        assert (exp / f).exists(), f
+    assert "2epoch results" in (exp / "train.log").read_text()
+    # Stages 8-9: hypotheses for every utterance of every test set; scores with numbers.
+    decode = next(exp.glob("decode_asr_tiny_asr_model_valid.acc.ave"))
+    for s in TEST_SETS[recipe]:
+        hyp = kv(decode / s / "text")
+        assert set(hyp) == set(kv(d / "dump" / "fbank" / s / "text")), s
+        score = json.loads((decode / s / f"score_{unit}" / "score.json").read_text())
+        for key in ("n_snt", "n_ref", "corr", "sub", "del", "ins", "err", "s_err"):
+            assert isinstance(score[key], (int, float)), key
+        assert score["n_snt"] == len(hyp) and score["n_ref"] > 0
+        assert (decode / s / f"score_{unit}" / "result.txt").is_file()
+        assert re.search(rf"{s}\s+{unit.upper()}\s+[0-9.]+ %", stdout), s
+    # Stage 10: the results table in the recipe directory.
+    results = (d / "RESULTS.md").read_text()
+    for s in TEST_SETS[recipe]:
+        assert s in results
+    assert re.search(r"\d+\.\d", results)
+    # Banners and timings.
+    for n in range(1, 11):
+        assert f"Stage {n}:" in stdout, n
+    assert "done in" in stdout
+
+
+def test_aishell_end_to_end(aishell):
+    d, _, proc = aishell
+    # Stage 2: the speed-perturbed copies of the training set (0.9, 1.0, 1.1).
+    n = len(kv(d / "data" / "train" / "wav.scp"))
+    assert len(kv(d / "data" / "train_sp" / "wav.scp")) == 3 * n
+    check_recipe(d, "aishell", proc.stdout, "char", "cer", "train_sp")
+    # Stage 11: the energy report of the trained model (when espnet_iml.bin.energy exists).
+    energy = next(exp_dir(d).glob("decode_*")) / "energy"
+    assert "Stage 11:" in proc.stdout
+    assert re.search(r"energy_ratio_encoder=[0-9.]+", (energy / "report.txt").read_text())
+
+
+def test_librispeech_end_to_end_with_resume(librispeech):
+    d, _, first, second = librispeech
+    check_recipe(d, "librispeech", first.stdout + second.stdout, "bpe_unigram40", "wer",
+                 "train_960")
+    log = (exp_dir(d) / "train.log").read_text()
+    assert "1epoch results" in first.stdout + log
+    assert "The training was resumed using" in log
+    assert "training resumes from" in second.stdout
+
+
+def test_rerun_finished_stages(aishell):
+    """Data and scoring stages replace their outputs with identical ones when run again."""
+    d, env, _ = aishell
+    tokens = (d / "data" / "token_list" / "char" / "tokens.txt").read_text()
+    feats = (d / "dump" / "fbank" / "dev" / "feats.scp").read_text()
+    decode = next(exp_dir(d).glob("decode_*"))
+    score = (decode / "test" / "score_cer" / "score.json").read_text()
+    def table():  # the rows of RESULTS.md (the rest has a date)
+        return [row for row in (d / "RESULTS.md").read_text().splitlines() if row.startswith("|")]
+
+    results = table()
+    run(d, [*COMMON, *TINY["aishell"], "--stage", "4", "--stop_stage", "5"], env)
+    run(d, [*COMMON, *TINY["aishell"], "--stage", "9", "--stop_stage", "10"], env)
+    assert (d / "data" / "token_list" / "char" / "tokens.txt").read_text() == tokens
+    assert len((d / "dump" / "fbank" / "dev" / "feats.scp").read_text()) == len(feats)
+    assert (decode / "test" / "score_cer" / "score.json").read_text() == score
+    assert table() == results
+
+
+@pytest.mark.parametrize("recipe", ["aishell", "librispeech"])
+def test_stage_before_its_inputs_names_the_missing_stage(recipe, tmp_path, corpora):
+    d = recipe_copy(tmp_path, recipe)
+    env = {CORPUS_ENV[recipe]: str(corpora[recipe])}
+    for stage, producer in (("2", "1"), ("3", "2"), ("5", "1"), ("6", "4"), ("8", "7"),
+                            ("9", "8"), ("10", "9")):
+        proc = run(d, [*COMMON, *TINY[recipe], "--stage", stage, "--stop_stage", stage], env,
+                   ok=False)
+        assert f"run stage {producer} first" in proc.stderr, (stage, proc.stderr)
+    # The model switch selects the config (and so the experiment it would decode).
+    proc = run(d, [*COMMON, "--model", "conformer", "--stage", "8"], env, ok=False)
+    assert "asr_train_asr_conformer_fbank" in proc.stderr
+    proc = run(d, ["--model", "nosuchmodel"], env, ok=False)
+    assert "iml_spikeformer" in proc.stderr and "conformer" in proc.stderr
+    proc = run(d, [*COMMON, "--no_such_option", "1"], env, ok=False)
+    assert "unknown option --no_such_option" in proc.stderr
+
+
+@pytest.mark.parametrize("recipe,layout", [
+    ("aishell", "data_aishell/transcript/aishell_transcript_v0.8.txt"),
+    ("librispeech", "LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac"),
+])
+def test_missing_corpus_shows_expected_layout(recipe, layout, tmp_path):
+    d = recipe_copy(tmp_path, recipe)
+    env = {CORPUS_ENV[recipe]: str(tmp_path / "no_corpus_here")}
+    proc = run(d, [*COMMON, *TINY[recipe], "--stop_stage", "1"], env, ok=False)
+    assert "Expected layout" in proc.stderr and layout in proc.stderr
+    assert "make_corpus" in proc.stderr
+    assert not (d / "data" / TRAIN_SET[recipe]).exists()
