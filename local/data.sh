@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Data preparation for the root small recipe (stage 1 of egs2/TEMPLATE/asr1/asr.sh):
+#   local/data.sh --datadir DIR --recipe librispeech|aishell --corpus CORPUS_DIR
+# CORPUS_DIR has the released layout (LibriSpeech/... or data_aishell/...), e.g. the output of
+# `python -m espnet_iml.bin.make_corpus`. The full recipes' data scripts do the work.
+set -euo pipefail
+
+datadir=data
+recipe=
+corpus=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --datadir | --recipe | --corpus)
+            [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
+            printf -v "${1#--}" '%s' "$2"
+            shift 2
+            ;;
+        *) echo "$0: unknown option $1 (usage: local/data.sh --datadir DIR --recipe R --corpus DIR)" >&2; exit 2 ;;
+    esac
+done
+[ -n "${recipe}" ] && [ -n "${corpus}" ] || { echo "$0: --recipe and --corpus are required" >&2; exit 2; }
+
+# Run the recipe's own local/data.sh from its directory with the corpus path set, writing
+# into our data directory (absolute paths, since it runs elsewhere).
+root=$(pwd)
+case "${datadir}" in /*) ;; *) datadir=${root}/${datadir} ;; esac
+case "${corpus}" in /*) ;; *) corpus=${root}/${corpus} ;; esac
+case "${recipe}" in
+    aishell) export AISHELL=${corpus} ;;
+    librispeech) export LIBRISPEECH=${corpus} ;;
+    *) echo "$0: --recipe must be librispeech or aishell" >&2; exit 2 ;;
+esac
+cd "egs2/${recipe}/asr1"
+local/data.sh --datadir "${datadir}"
