@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         -h | --help)
-            sed -n '2,13p' "$0"
+            sed -n '2,12p' "$0"
             exit 0
             ;;
         --*=*) args+=("$1"); shift ;;

@@ -18,7 +18,10 @@ while [ $# -gt 0 ]; do
         *) echo "$0: unknown option $1 (usage: local/data.sh --datadir DIR --recipe R --corpus DIR)" >&2; exit 2 ;;
     esac
 done
-[ -n "${recipe}" ] && [ -n "${corpus}" ] || { echo "$0: --recipe and --corpus are required" >&2; exit 2; }
+if [ -z "${recipe}" ] || [ -z "${corpus}" ]; then
+    echo "$0: --recipe and --corpus are required" >&2
+    exit 2
+fi
 
 # Run the recipe's own local/data.sh from its directory with the corpus path set, writing
 # into our data directory (absolute paths, since it runs elsewhere).

@@ -78,9 +78,6 @@ token_type=bpe          # char or bpe.
 nbpe=5000               # BPE vocabulary size.
 bpemode=unigram         # unigram or bpe.
 bpe_train_text=         # Text for the token list / BPE model (default: ${datadir}/<train_set>/text).
-oov="<unk>"
-blank="<blank>"
-sos_eos="<sos/eos>"
 nlsyms_txt=none         # Non-linguistic symbols list.
 cleaner=none            # Text cleaner for ESPnet's preprocessor.
 
@@ -157,7 +154,7 @@ EOF
 )
 
 run_args=$(printf '%q ' "$0" "$@")
-# shellcheck source=scripts/parse_options.sh
+# shellcheck source=egs2/TEMPLATE/asr1/scripts/parse_options.sh
 . "${TEMPLATE_DIR}/scripts/parse_options.sh"
 if [ $# -ne 0 ]; then
     echo "${help_message}" >&2
@@ -337,7 +334,7 @@ log "train=${train_sp} valid=${valid_set} test=[${test_sets}] tokens=${token_tag
 # 1. Data preparation
 if ! "${skip_data_prep}" && run_stage 1; then
     stage_begin 1 "data preparation (local/data.sh ${local_data_opts})"
-    need local/data.sh "-" "the recipe's data script; run asr.sh from the recipe directory"
+    [ -x local/data.sh ] || die "stage 1 needs the recipe's local/data.sh in $(pwd): run asr.sh from the recipe directory (egs2/<corpus>/asr1)"
     # shellcheck disable=SC2086
     python=${python} local/data.sh --datadir "${datadir}" ${local_data_opts}
     for dset in ${train_set} ${valid_set} ${test_sets}; do

@@ -16,6 +16,12 @@ while [ $# -gt 0 ]; do
         --model=*) model=${1#*=}; shift ;;
         --asr_config) asr_config=${2:?--asr_config needs a value}; shift 2 ;;
         --asr_config=*) asr_config=${1#*=}; shift ;;
+        -h | --help)
+            sed -n '2,6p' run.sh
+            echo "  --model iml_spikeformer|conformer|transformer   selects conf/train_asr_<model>.yaml"
+            echo
+            exec ../../TEMPLATE/asr1/asr.sh --help
+            ;;
         --*=*) args+=("$1"); shift ;;
         --*) args+=("$1" "${2-}"); shift $(($# >= 2 ? 2 : 1)) ;;
         *) args+=("$1"); shift ;;
