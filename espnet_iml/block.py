@@ -12,16 +12,16 @@ from torch import nn
 
 from espnet_iml.attention import HDRepSSA
 from espnet_iml.imls import IMLSNeuron
-from espnet_iml.norm import MaskedBatchNorm
+from espnet_iml.norm import branch_norm
 from espnet_iml.rep import LinearBN
 
 
 class SpikingFeedForward(nn.Module):
     """BN -> IMLS -> LinearBN(size, units) -> IMLS -> LinearBN(units, size)."""
 
-    def __init__(self, size: int, units: int, neuron: dict):
+    def __init__(self, size: int, units: int, neuron: dict, norm: str = "batch"):
         super().__init__()
-        self.norm = MaskedBatchNorm(size)
+        self.norm = branch_norm(norm, size)
         self.in_neuron = IMLSNeuron(**neuron)
         self.w1 = LinearBN(size, units)
         self.mid_neuron = IMLSNeuron(**neuron)
@@ -42,6 +42,8 @@ class SpikingBlock(nn.Module):
         decay_exponents: per-head HDM exponents (None = no decay mask).
         qkv_conv_kernel, causal: see HDRepSSA.
         dropout_rate: dropout on each branch before the residual add.
+        norm: norm before each branch's first neuron, "batch" (masked BatchNorm) or
+            "layer" (per-token LayerNorm).
     """
 
     def __init__(
@@ -56,16 +58,17 @@ class SpikingBlock(nn.Module):
         qkv_conv_kernel: int = 15,
         causal: bool = False,
         dropout_rate: float = 0.1,
+        norm: str = "batch",
     ):
         super().__init__()
         neuron = dict(levels=levels, threshold=threshold, threshold_init=threshold_init)
-        self.attn_norm = MaskedBatchNorm(size)
+        self.attn_norm = branch_norm(norm, size)
         self.attn_neuron = IMLSNeuron(**neuron)
         self.attn = HDRepSSA(
             size, heads, levels, decay_exponents, qkv_conv_kernel, causal, threshold,
             threshold_init,
         )
-        self.ffn = SpikingFeedForward(size, units, neuron)
+        self.ffn = SpikingFeedForward(size, units, neuron, norm)
         self.dropout = nn.Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

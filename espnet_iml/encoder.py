@@ -48,6 +48,8 @@ class IMLSpikeformerEncoder(AbsEncoder):
             real-valued Conv2d subsampling with ReLU).
         hdm: use the Hierarchical Decay Mask (paper) with our RetNet-style schedule.
         causal: no frame attends to (or convolves with) future frames (streaming).
+        branch_norm: norm in front of each block branch's first neuron (ours): "batch"
+            (masked BatchNorm, an affine map at inference) or "layer" (per-token LayerNorm).
         hdm_low, hdm_high, hdm_span: decay schedule, see espnet_iml.hdm (ours).
         interctc_layer_idx: blocks (1-based) whose output feeds intermediate CTC.
         interctc_use_conditioning: self-conditioned CTC (add CTC posteriors back).
@@ -69,6 +71,7 @@ class IMLSpikeformerEncoder(AbsEncoder):
         spiking_frontend: bool = True,
         hdm: bool = True,
         causal: bool = False,
+        branch_norm: str = "batch",
         hdm_low: float = 1.0,
         hdm_high: float = 3.0,
         hdm_span: float = 3.0,
@@ -110,6 +113,7 @@ class IMLSpikeformerEncoder(AbsEncoder):
                 qkv_conv_kernel=qkv_conv_kernel,
                 causal=causal,
                 dropout_rate=dropout_rate,
+                norm=branch_norm,
                 **neuron,
             )
             for i in range(num_blocks)

@@ -67,3 +67,25 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         scale = self.weight * torch.rsqrt(var + self.eps)
         shift = self.bias - mean * scale
         return torch.addcmul(shift.view(shape), xf, scale.view(shape)).to(x.dtype)
+
+
+class TokenLayerNorm(nn.LayerNorm):
+    """LayerNorm over each token's channels, with MaskedBatchNorm's call signature.
+
+    Per-token statistics need no batch and no padding mask, and do not depend on how well
+    the training speakers' statistics match the test speakers'; the price is a mean and a
+    variance computed at run time per token (listed with the non-AC operations).
+    """
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+BRANCH_NORMS = {"batch": MaskedBatchNorm, "layer": TokenLayerNorm}
+
+
+def branch_norm(kind: str, size: int) -> nn.Module:
+    """The norm in front of each block branch's first neuron ("batch" or "layer")."""
+    if kind not in BRANCH_NORMS:
+        raise ValueError(f"branch_norm must be one of {tuple(BRANCH_NORMS)}, got {kind!r}")
+    return BRANCH_NORMS[kind](size)

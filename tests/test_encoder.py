@@ -121,9 +121,10 @@ def test_bidirectional_decay_mask_is_symmetric_and_hierarchical():
     assert torch.all(causal[0].triu(1) == 0)
 
 
-def test_padded_batch_matches_each_utterance_alone():
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_padded_batch_matches_each_utterance_alone(norm):
     torch.manual_seed(0)
-    enc = IMLSpikeformerEncoder(80, **SMALL).double()
+    enc = IMLSpikeformerEncoder(80, **SMALL, branch_norm=norm).double()
     x, lens = _batch(lengths=(90, 70, 49))
     _trained_like(enc, x, lens)
     with torch.no_grad():
@@ -154,6 +155,7 @@ def test_training_step_backpropagates_to_every_parameter():
         (dict(qkv_conv_kernel=4), "qkv_conv_kernel"),
         (dict(threshold="adaptive"), "threshold"),
         (dict(interctc_layer_idx=[5]), "interctc_layer_idx"),
+        (dict(branch_norm="group"), "branch_norm"),
     ],
 )
 def test_bad_config_names_the_option(conf, option):
