@@ -64,10 +64,15 @@ weights; its MAC energy scales linearly with the activation bit width,
 products of a 32 x 32 one). Layers fed real values stay at 4.6 pJ. The SNN beats it only
 when ``0.9 x r < 4.6 x b_q / 32``, i.e. r < 0.48 at D = 4.
 
-MACs are counted on the tensors as run; for spike-fed layers ``macs_valid`` keeps only the
-valid (non-padded) input positions and all energies use ``macs_valid``. Layers fed real
-values cannot tell padding apart: run one utterance per forward (``espnet_iml.bin.energy``
-does) or unpadded batches for per-utterance numbers.
+Padding. ``macs`` counts the tensors as run. Spike-fed layers are counted by events:
+AC ops = sum over valid input positions of count x fan-out, and ``macs_valid`` = the MACs
+that touch valid inputs (Linear: valid tokens; ConvNd: valid output positions, i.e. windows
+lying on valid input, exact at borders and strides; a product of two spike tensors: pairs
+of valid positions, so padded keys add nothing to Q K^T). All energies use ``macs_valid``,
+so a padded batch gives the same numbers as its utterances alone, with two exceptions:
+layers fed real values (no mask to read: padded frames are counted), and A V, whose real
+scores A carry no mask (V's events also fan out to padded query rows). Run one utterance
+per forward (``espnet_iml.bin.energy`` does) for exact per-utterance numbers.
 
 Usage::
 

@@ -15,7 +15,9 @@ allocator state do not leak between rows):
 "Matched size" = same width, heads, FFN units and number of blocks (parameter counts are
 printed: the Conformer has two FFNs and a conv module per block, so it is larger). A step
 is forward + CTC loss + backward + optimizer step on the encoder + CTC head; the time is
-the median over --steps after --warmup. Memory: CPU = peak resident set size (VmHWM,
+the median over --steps after --warmup (and over --rounds interleaved runs); on CPU the
+ratios use the process CPU time per step, which other processes on the same cores inflate
+far less than the wall time. Memory: CPU = peak resident set size (VmHWM,
 reset through /proc/self/clear_refs before the first step) minus the resident size before
 it, so it covers gradients, optimizer state and activations; GPU =
 torch.cuda.max_memory_allocated minus the allocation before the first step.
@@ -42,7 +44,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-ROWS = ("iml_spikeformer", "lif", "conformer", "transformer")
+ROWS = ("iml_spikeformer", "lif", "conformer", "transformer", "iml_real_frontend")
+DEFAULT_ROWS = ROWS[:4]
 # kernel: temporal conv of IML's Q/K/V generator; conformer_kernel: the Conformer's conv
 # module (15 in the spec's prototype at 4x144, 31 in ESPnet's published recipes).
 SMALL = dict(name="4x144", output_size=144, heads=4, linear_units=576, num_blocks=4,
@@ -67,7 +70,12 @@ def get_parser() -> argparse.ArgumentParser:
                     "(first --batch utterances of a Kaldi feats.scp) instead of random ones")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run all rows this many times, interleaved (pools the steps; "
+                         "evens out load drift on a shared machine)")
+    ap.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                    help=f"comma-separated subset of {','.join(ROWS)} (iml_real_frontend: "
+                         "IML-Spikeformer with the real-valued Conv2d front end)")
     ap.add_argument("--spike_levels", type=int, default=4, help="D of IMLS")
     ap.add_argument("--timesteps", type=int, default=4, help="T of the LIF baseline")
     ap.add_argument("--paper_scale", action="store_true", help="12x256 and 18x512 sizes")
@@ -125,9 +133,10 @@ def build_encoder(row: str, size: dict, a):
 
     common = dict(output_size=size["output_size"], attention_heads=size["heads"],
                   linear_units=size["linear_units"], num_blocks=size["num_blocks"])
-    if row in ("iml_spikeformer", "lif"):
+    if row in ("iml_spikeformer", "lif", "iml_real_frontend"):
         enc = IMLSpikeformerEncoder(80, spike_levels=a.spike_levels,
-                                    qkv_conv_kernel=size["kernel"], **common)
+                                    qkv_conv_kernel=size["kernel"],
+                                    spiking_frontend=row != "iml_real_frontend", **common)
         if row == "lif":
             from espnet_iml.lif import lif_encoder
 
@@ -152,7 +161,8 @@ def build_encoder(row: str, size: dict, a):
 def row_label(row: str, a) -> str:
     return {"iml_spikeformer": f"iml_spikeformer (IMLS D={a.spike_levels}, T=1)",
             "lif": f"same network, binary LIF, T={a.timesteps}",
-            "conformer": "conformer (ESPnet)", "transformer": "transformer (ESPnet)"}[row]
+            "conformer": "conformer (ESPnet)", "transformer": "transformer (ESPnet)",
+            "iml_real_frontend": "iml_spikeformer, real-valued front end"}[row]
 
 
 def make_batch(a, vocab: int, device):
@@ -242,14 +252,15 @@ def train_row(row: str, size: dict, a) -> dict:
         how = ("peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the first step"
                if _reset_peak_rss() else "ru_maxrss - RSS before the first step (no "
                "clear_refs: the peak may include model building)")
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for i in range(a.warmup + a.steps):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(step())
         sync()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
     if dev.type == "cuda":
         mem = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
     else:
@@ -260,38 +271,59 @@ def train_row(row: str, size: dict, a) -> dict:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         mem = (peak - (rss0 or 0)) / 1024
     return dict(row=row, label=row_label(row, a), size=size["name"], params=params,
-                step_s_median=statistics.median(times), step_s=times, peak_mem_mb=mem,
+                step_s_median=statistics.median(times), step_s=times, cpu_s=cpu_times,
+                peak_mem_mb=mem,
                 memory_measure=how, device=str(dev), threads=torch.get_num_threads(),
                 batch=list(xs.shape), final_loss=losses[-1])
 
 
 def run_rows(a, size: dict) -> List[dict]:
-    results = []
-    for row in [r.strip() for r in a.rows.split(",") if r.strip()]:
+    """Every row, --rounds times interleaved (row order repeated), each run in a fresh
+    process; a row's steps from all rounds are pooled."""
+    rows = [r.strip() for r in a.rows.split(",") if r.strip()]
+    for row in rows:
         if row not in ROWS:
             raise SystemExit(f"--rows: unknown row {row!r}; choose from {', '.join(ROWS)}")
-        print(f"[benchmark] {size['name']}: {row} ...", file=sys.stderr, flush=True)
-        if a.no_isolate:
-            try:
-                results.append(train_row(row, size, a))
-            except Exception as e:  # noqa: BLE001  (report and go on with the other rows)
-                results.append(dict(row=row, label=row_label(row, a), size=size["name"],
-                                    error=f"{type(e).__name__}: {e}"))
+    runs: Dict[str, List[dict]] = {row: [] for row in rows}
+    for rnd in range(a.rounds):
+        for row in rows:
+            print(f"[benchmark] {size['name']}: {row} (round {rnd + 1}/{a.rounds}) ...",
+                  file=sys.stderr, flush=True)
+            runs[row].append(_run_row(row, size, a))
+    results = []
+    for row in rows:
+        ok = [r for r in runs[row] if "error" not in r]
+        if not ok:
+            results.append(runs[row][-1])
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "result.json"
-            argv = [sys.executable, "-m", "espnet_iml.bin.benchmark", *sys_argv_tail(a),
-                    "--_worker", row, "--_size", json.dumps(size), "--_result", str(out)]
-            proc = subprocess.run(argv, capture_output=True, text=True)
-            if proc.returncode == 0 and out.is_file():
-                results.append(json.loads(out.read_text()))
-            else:
-                err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                if proc.returncode < 0 or proc.returncode == 137:
-                    err = f"killed (signal {-proc.returncode}; out of memory?) {err}"
-                results.append(dict(row=row, label=row_label(row, a), size=size["name"],
-                                    error=err))
+        res = dict(ok[-1])
+        res["step_s"] = [t for r in ok for t in r["step_s"]]
+        res["cpu_s"] = [t for r in ok for t in r["cpu_s"]]
+        res["step_s_median"] = statistics.median(res["step_s"])
+        res["peak_mem_mb"] = statistics.median(r["peak_mem_mb"] for r in ok)
+        res["rounds"] = len(ok)
+        results.append(res)
     return results
+
+
+def _run_row(row: str, size: dict, a) -> dict:
+    if a.no_isolate:
+        try:
+            return train_row(row, size, a)
+        except Exception as e:  # noqa: BLE001  (report and go on with the other rows)
+            return dict(row=row, label=row_label(row, a), size=size["name"],
+                        error=f"{type(e).__name__}: {e}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        argv = [sys.executable, "-m", "espnet_iml.bin.benchmark", *sys_argv_tail(a),
+                "--_worker", row, "--_size", json.dumps(size), "--_result", str(out)]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode == 0 and out.is_file():
+            return json.loads(out.read_text())
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if proc.returncode < 0 or proc.returncode == 137:
+            err = f"killed (signal {-proc.returncode}; out of memory?) {err}"
+        return dict(row=row, label=row_label(row, a), size=size["name"], error=err)
 
 
 def sys_argv_tail(a) -> List[str]:
@@ -312,18 +344,26 @@ def sys_argv_tail(a) -> List[str]:
 
 
 def train_table(results: List[dict]) -> str:
+    """Ratios use the median CPU time per step on CPU (robust to other processes sharing
+    the cores) and the median wall time on GPU."""
     ref = next((r for r in results if r["row"] == "iml_spikeformer" and "error" not in r), None)
-    lines = ["| model | params | step time (median s) | time / IML | peak memory (MB) | "
-             "memory / IML |", "|---|---|---|---|---|---|"]
+    on_cpu = bool(ref) and ref["device"] == "cpu"
+    key = (lambda r: statistics.median(r["cpu_s"])) if on_cpu else (
+        lambda r: r["step_s_median"])
+    lines = ["| model | params | wall s/step (median / min) | CPU s/step (median) | "
+             f"time / IML ({'CPU' if on_cpu else 'wall'}) | peak memory (MB) | memory / IML |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['label']} | - | failed: {r['error']} | - | - | - |")
+            lines.append(f"| {r['label']} | - | failed: {r['error']} | - | - | - | - |")
             continue
-        tr = f"{r['step_s_median'] / ref['step_s_median']:.2f}x" if ref else "-"
+        tr = f"{key(r) / key(ref):.2f}x" if ref else "-"
         mr = (f"{r['peak_mem_mb'] / ref['peak_mem_mb']:.2f}x"
               if ref and ref["peak_mem_mb"] > 0 else "-")
-        lines.append(f"| {r['label']} | {r['params'] / 1e6:.2f} M | {r['step_s_median']:.3f} | "
-                     f"{tr} | {r['peak_mem_mb']:.0f} | {mr} |")
+        lines.append(
+            f"| {r['label']} | {r['params'] / 1e6:.2f} M | {r['step_s_median']:.3f} / "
+            f"{min(r['step_s']):.3f} | {statistics.median(r['cpu_s']):.3f} | {tr} | "
+            f"{r['peak_mem_mb']:.0f} | {mr} |")
     return "\n".join(lines)
 
 
@@ -513,9 +553,11 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     dev = device_of(a.device)
     out: Dict[str, object] = dict(device=str(dev), threads=a.threads or torch.get_num_threads(),
                                   batch=a.batch, seconds=a.seconds, sizes={})
-    print(f"# Benchmark (device {dev}, {out['threads']} threads; batch {a.batch} x "
-          f"{a.seconds:g} s{' from ' + str(a.feats_scp) if a.feats_scp else ' random fbank'}; "
-          f"median of {a.steps} steps after {a.warmup})")
+    print(f"# Benchmark (device {dev}, {out['threads']} threads)")
+    if not a.no_train:
+        print(f"training batch: {a.batch} x "
+              f"{a.seconds:g} s{' from ' + str(a.feats_scp) if a.feats_scp else ' random fbank'}; "
+              f"median of {a.steps} steps after {a.warmup}, {a.rounds} round(s)")
     for size in sizes(a):
         entry = {}
         if not a.no_train:
@@ -530,8 +572,12 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
             with contextlib.redirect_stdout(sys.stderr):
                 res = run_rtf(a, size)
             entry["rtf"] = res
-            print(f"\n## Inference real-time factor, {size['name']} ({a.rtf_device}, "
-                  f"{a.rtf_utts} x {a.rtf_seconds:g} s)\n")
+            audio = next((r["audio_s"] for r in res if "audio_s" in r), 0.0)
+            src = a.rtf_feats_scp or "random features"
+            which = ("given trained models" if a.iml_model or a.conformer_model
+                     else f"fresh {size['name']}")
+            print(f"\n## Inference real-time factor, {which} ({a.rtf_device}; "
+                  f"{len(rtf_utterances(a))} utterances, {audio:.1f} s of audio from {src})\n")
             print(rtf_table(res, a))
         out["sizes"][size["name"]] = entry
     if a.json_out:
