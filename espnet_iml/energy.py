@@ -51,8 +51,12 @@ change it). Then
 * SNN AC layer: per MAC position one read of the input count (``ceil(log2(D + 1))`` bits);
   per MAC whose input count is non-zero one 32-bit weight read (the weight is accumulated
   ``count`` times from a register); per output element one 32-bit write;
-* quantized ANN: as the ANN, with the activation read at ``b_q`` bits for layers whose
-  input is spikes in the SNN.
+* quantized ANN: for layers whose input is spikes in the SNN, per MAC one ``b_q``-bit
+  activation read, and a 32-bit weight read only where that activation is non-zero (its
+  activations ARE the spike counts, so it can skip the same zeros as the SNN); other
+  layers as the ANN. Its compute stays dense (every MAC at ``E_qMAC``), the field's
+  convention for ANN references; a zero-gated multiplier would save up to the zero
+  fraction of it (reported per layer as ``1 - nonzero_fraction``).
 
 Not modelled: caches and data reuse (lower both), event routing/addressing (raises the
 SNN's), membrane state across timesteps (IMLS has one timestep: none).
@@ -656,7 +660,7 @@ def _layer_energy(st: LayerStat, pj64: float) -> dict:
     mem_snn = sram_pj(st.nonzero_macs * WORD_BITS + st.act_bits_snn_macs + out_bits, pj64)
     mem_ann = sram_pj(st.macs_valid * 2 * WORD_BITS + out_bits, pj64)
     mem_qann = sram_pj(
-        st.macs_valid * WORD_BITS + spiked_macs * bq + st.mac_ops * WORD_BITS + out_bits, pj64
+        st.nonzero_macs * WORD_BITS + spiked_macs * bq + st.mac_ops * WORD_BITS + out_bits, pj64
     )
     return dict(e_snn=e_snn, e_ann=e_ann, e_qann=e_qann, mem_snn=mem_snn, mem_ann=mem_ann,
                 mem_qann=mem_qann)
@@ -810,7 +814,7 @@ def markdown_report(rep: EnergyReport, title: Optional[str] = None, layer_rows: 
         "### Totals (compute-only = the field's convention; energies summed over the input)",
         "",
         "| part | MACs | AC share of MACs | mean count (AC layers) | E_SNN | E_ANN | "
-        "**ANN/SNN** | E_qANN (3-bit) | qANN/SNN | + element-wise ANN/SNN | "
+        "**ANN/SNN** | E_qANN | qANN/SNN | + element-wise ANN/SNN | "
         "+ memory ANN/SNN | + memory qANN/SNN |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -323,8 +323,8 @@ def _comparison(reports, primary: str, notes: List[str], a) -> str:
         "synaptic layers only); see espnet_iml/energy.py for every model",
         "",
         "| setting | part | MACs/utt | mean count (AC layers) | mean count (neurons) | "
-        "ANN/SNN compute | + element-wise | + memory | qANN(3-bit)/SNN |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "ANN/SNN compute | + element-wise | + memory | qANN/SNN (b = ceil(log2(D+1)) bits) | + memory |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in reports.items():
         n_utt = max(1, r.meta["utterances"])
@@ -338,7 +338,8 @@ def _comparison(reports, primary: str, notes: List[str], a) -> str:
                 f"{t['macs_valid'] / n_utt / 1e6:.1f} M | {'-' if mc is None else f'{mc:.3f}'} | "
                 f"{'-' if mn is None else f'{mn:.3f}'} | {t['ratio_ann_snn']:.3f} | "
                 f"{t['ratio_ann_snn_with_elementwise']:.3f} | "
-                f"{t['ratio_ann_snn_with_memory']:.3f} | {t['ratio_qann_snn']:.3f} |"
+                f"{t['ratio_ann_snn_with_memory']:.3f} | {t['ratio_qann_snn']:.3f} | "
+                f"{t['ratio_qann_snn_with_memory']:.3f} |"
             )
     r0 = next(iter(reports.values()))
     lines += ["", f"utterances: {r0.meta['utterances']}, audio: {r0.meta['audio_seconds']} s",
