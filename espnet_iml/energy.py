@@ -260,7 +260,8 @@ class _Spikes:
 
 
 def _is_espnet_mha(m: nn.Module) -> bool:
-    return all(hasattr(m, a) for a in ("linear_q", "linear_k", "linear_v", "linear_out", "h", "d_k"))
+    attrs = ("linear_q", "linear_k", "linear_v", "linear_out", "h", "d_k")
+    return all(hasattr(m, a) for a in attrs)
 
 
 class EnergyCounter:
@@ -386,7 +387,10 @@ class EnergyCounter:
             and x.storage_offset() == out.storage_offset()
         )
         if not same_view:
-            if counts.stride() != out.stride() or (valid is not None and valid.stride() != out.stride()):
+            mismatch = counts.stride() != out.stride() or (
+                valid is not None and valid.stride() != out.stride()
+            )
+            if mismatch:
                 # Layouts differ: cannot map the view, use the whole tensor's statistics.
                 return entry.neuron, counts, valid, entry.levels
             off = x.storage_offset() - out.storage_offset()

@@ -323,7 +323,8 @@ def _comparison(reports, primary: str, notes: List[str], a) -> str:
         "synaptic layers only); see espnet_iml/energy.py for every model",
         "",
         "| setting | part | MACs/utt | mean count (AC layers) | mean count (neurons) | "
-        "ANN/SNN compute | + element-wise | + memory | qANN/SNN (b = ceil(log2(D+1)) bits) | + memory |",
+        "ANN/SNN compute | + element-wise | + memory | "
+        "qANN/SNN (b = ceil(log2(D+1)) bits) | + memory |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in reports.items():
