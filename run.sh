@@ -75,7 +75,8 @@ fi
 if [ "${recipe}" = librispeech ]; then
     sets=(--train_set train_960 --valid_set dev --test_sets "test_clean test_other dev_clean dev_other")
     # A small BPE inventory: the corpus has a closed vocabulary of a few hundred words.
-    tokens=(--token_type bpe --nbpe 60 --bpemode unigram)
+    # Scored in words (WER, as LibriSpeech) and characters (CER).
+    tokens=(--token_type bpe --nbpe 60 --bpemode unigram --score_units "word char")
 else
     sets=(--train_set train --valid_set dev --test_sets "dev test")
     tokens=(--token_type char)
@@ -83,8 +84,11 @@ fi
 work=${recipe}_${size}
 nj=$(nproc)
 
+# One torch thread for CPU training by default: on a shared 2-core machine, two threads were
+# 2-4x slower per step than one (override with --train_threads 2 on an idle machine).
 egs2/TEMPLATE/asr1/asr.sh \
     --ngpu 0 \
+    --train_threads 1 \
     --nj "${nj}" \
     --inference_nj "${nj}" \
     --datadir "data/${work}" \

@@ -10,7 +10,7 @@
 # Runs ./run.sh --recipe R --model M --size small for every pair (finished stages are
 # skipped through the driver's own resume: training resumes, data stages are no-ops), then
 # prints, per corpus and test set, the error rate of each model, its parameter count and
-# its training wall time. The full tables stay in exp/<recipe>_small/RESULTS.md.
+# its training time (train + validation time of every epoch, from train.log). The full tables stay in exp/<recipe>_small/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -31,17 +31,29 @@ done
 for recipe in ${recipes}; do
     for model in ${models}; do
         echo "==================== benchmark: ${recipe} small, ${model} ===================="
-        t0=${SECONDS}
         ./run.sh --recipe "${recipe}" --model "${model}" --size small "${args[@]}"
-        mkdir -p "exp/${recipe}_small"
-        echo "${model} $((SECONDS - t0))" >>"exp/${recipe}_small/benchmark_wall_seconds"
     done
 done
 
 export PATH="${PWD}/.venv/bin:${PATH}"
 python - "${recipes}" "${models}" <<'EOF'
-import glob, json, re, sys
+import json, re, sys
 from pathlib import Path
+
+
+def seconds(text):
+    """ESPnet's humanized durations: "1 minute and 25.4 seconds", "27.5 seconds", ..."""
+    unit = {"hour": 3600, "minute": 60, "second": 1}
+    return sum(float(n) * unit[u] for n, u in re.findall(r"([0-9.]+) (hour|minute|second)", text))
+
+
+def training_seconds(log):
+    """Train + validation time of every epoch (the last report of each, after resumes)."""
+    per_epoch = {}
+    for m in re.finditer(r"(\d+)epoch results: (.*)", log):
+        times = re.findall(r"(?<![a-z_])time=([^,]+),", m.group(2))
+        per_epoch[int(m.group(1))] = sum(seconds(t) for t in times)
+    return sum(per_epoch.values())
 
 recipes, models = sys.argv[1].split(), sys.argv[2].split()
 print()
@@ -61,7 +73,8 @@ for recipe in recipes:
         log = (exp / "train.log").read_text(errors="replace") if (exp / "train.log").exists() else ""
         params = re.findall(r"Total Number of model parameters:\s*([0-9.]+\s*[KMG]?)", log)
         epochs = re.findall(r"(\d+)epoch results", log)
-        info[model] = (params[-1] if params else "-", epochs[-1] if epochs else "-")
+        info[model] = (params[-1] if params else "-", epochs[-1] if epochs else "-",
+                       training_seconds(log))
     if not rows:
         print(f"\n{recipe}: no scores under {base}")
         continue
@@ -72,13 +85,6 @@ for recipe in recipes:
     for (dset, metric), errs in sorted(rows.items()):
         cells = " | ".join(f"{errs[m]:15.2f}" if m in errs else f"{'-':>15}" for m in models)
         print(f"| {dset:<12} | {metric:<6} | {cells} |")
-    wall = {}
-    if (base / "benchmark_wall_seconds").exists():
-        for line in (base / "benchmark_wall_seconds").read_text().split("\n"):
-            if line.strip():
-                m, sec = line.split()
-                wall[m] = int(sec)  # the last run of each model
-    for m, (params, epochs) in info.items():
-        took = f", run.sh wall time {wall[m] / 60:.1f} min" if m in wall else ""
-        print(f"- {m}: {params} parameters, {epochs} epochs{took}")
+    for m, (params, epochs, train_s) in info.items():
+        print(f"- {m}: {params} parameters, {epochs} epochs, training {train_s / 60:.1f} min")
 EOF
