@@ -10,7 +10,6 @@ Cost is dominated by ESPnet processes (about 10 s each to import): statistics (2
 training, decoding (2 jobs for all test sets together), per recipe.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -183,13 +182,10 @@ def test_aishell_end_to_end(aishell):
     n = len(kv(d / "data" / "train" / "wav.scp"))
     assert len(kv(d / "data" / "train_sp" / "wav.scp")) == 3 * n
     check_recipe(d, "aishell", proc.stdout, "char", "cer", "train_sp")
-    # Stage 11: the energy report of the trained model, or a clear note without the tool.
+    # Stage 11: the energy report of the trained model.
     assert "Stage 11:" in proc.stdout
-    if importlib.util.find_spec("espnet_iml.bin.energy") is not None:
-        energy = next(exp_dir(d).glob("decode_*")) / "energy"
-        assert re.search(r"energy_ratio_encoder=[0-9.]+", (energy / "report.txt").read_text())
-    else:
-        assert "espnet_iml.bin.energy is not installed" in proc.stdout
+    energy = next(exp_dir(d).glob("decode_*")) / "energy"
+    assert re.search(r"energy_ratio_encoder=[0-9.]+", (energy / "report.txt").read_text())
 
 
 def test_librispeech_end_to_end_with_resume(librispeech):
