@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-debs=(sox libsox-fmt-all espeak-ng flac sctk)
+debs=(sox libsox-fmt-all espeak-ng flac sctk flite festival festvox-kallpc16k festvox-us-slt-hts)
 missing=()
 for p in "${debs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

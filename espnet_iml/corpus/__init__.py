@@ -1,7 +1,7 @@
 """Our synthetic stand-ins for AiShell-1 and LibriSpeech: small, real, learnable corpora.
 
-Sentences from small closed vocabularies (espnet_iml.corpus.text) are spoken by espeak-ng
-speakers (espnet_iml.corpus.synth) and written in exactly the released directory layouts
+Sentences from small grammars (espnet_iml.corpus.text) are spoken by many synthetic speakers
+(espeak-ng, flite and festival voices with per-speaker sox transforms, espnet_iml.corpus.synth) and written in exactly the released directory layouts
 (espnet_iml.corpus.aishell, espnet_iml.corpus.librispeech), so that recipes run unchanged on
 these and on the real corpora. Output is deterministic: the same seed and sizes give
 byte-identical files.
@@ -21,7 +21,7 @@ from espnet_iml.corpus import aishell, librispeech, synth
 
 CORPORA = {"aishell": aishell, "librispeech": librispeech}
 # Bump when the output of the same parameters changes, so old corpora are not reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CorpusError(RuntimeError):
@@ -101,7 +101,7 @@ def generate(
         if verbose:
             print(f"[make_corpus] {corpus} already complete in {out} ({params}); nothing to do")
         return False
-    synth.check_tools(CORPORA[corpus].VOICES)
+    synth.check_tools(CORPORA[corpus].VOICES, CORPORA[corpus].ENGINES)
     out.mkdir(parents=True, exist_ok=True)
     (out / f".partial-{corpus}").write_text(json.dumps(params) + "\n")
     start = time.monotonic()

@@ -23,10 +23,11 @@ from typing import Dict, List, Sequence, Tuple
 from espnet_iml.corpus import synth, text
 
 SPLITS = ("train", "dev", "test")
-SIZES: Dict[str, Tuple[int, int, int]] = {"tiny": (48, 8, 8), "small": (600, 100, 100)}
+SIZES: Dict[str, Tuple[int, int, int]] = {"tiny": (48, 8, 8), "small": (3000, 150, 150)}
 TRANSCRIPT = "data_aishell/transcript/aishell_transcript_v0.8.txt"
 TOP_DIRS = ("data_aishell", "resource_aishell")
 VOICES = synth.MANDARIN_VOICES
+ENGINES = tuple(e for e, _ in synth.MANDARIN_ENGINES)
 # Fixed archive timestamp (2017-01-01) so tar.gz bytes do not depend on when they were made.
 ARCHIVE_MTIME = 1483228800
 
@@ -42,7 +43,7 @@ class Utterance:
 
 def speakers_for(split: str, n: int) -> int:
     """How many speakers share ``n`` utterances of ``split`` (several, capped)."""
-    lo, hi, per = (4, 12, 10) if split == "train" else (2, 4, 25)
+    lo, hi, per = (4, 400, 15) if split == "train" else (2, 12, 12)
     return max(1, min(n, max(lo, min(hi, n // per))))
 
 
@@ -52,13 +53,19 @@ def plan(
     """All utterances (text, speaker, jitter, staging path) and the speakers by id."""
     stage = out / "data_aishell" / ".stage"
     spk_rng = random.Random(synth.derive_seed("aishell", seed, "speakers"))
-    taken: set = set()
+    used: Dict[str, int] = {}
+    # Held-out speakers first: they get the base voices no one else has, while those last.
+    pools = {
+        split: synth.make_speakers(spk_rng, synth.MANDARIN_VOICES, speakers_for(split, n),
+                                   False, used, synth.MANDARIN_ENGINES)
+        for split, n in sorted(zip(SPLITS, counts), key=lambda s: s[0] == "train")
+    }
     speakers: Dict[str, synth.Speaker] = {}
     utts: List[Utterance] = []
     next_id = 2  # the release starts at S0002
     for split, n in zip(SPLITS, counts):
         n_spk = speakers_for(split, n)
-        pool = synth.make_speakers(spk_rng, synth.MANDARIN_VOICES, n_spk, False, taken)
+        pool = pools[split]
         text_rng = random.Random(synth.derive_seed("aishell", seed, split, "text"))
         jitter_rng = random.Random(synth.derive_seed("aishell", seed, split, "jitter"))
         for speaker, n_utt in zip(pool, synth.split_evenly(n, n_spk)):

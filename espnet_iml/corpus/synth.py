@@ -1,11 +1,16 @@
-"""Speech synthesis for our synthetic stand-ins of LibriSpeech and AiShell-1.
+"""Speech synthesis for our synthetic stand-ins of LibriSpeech and AiShell-1 (OUR DESIGN).
 
-espeak-ng writes 22.05 kHz wav; sox trims and pads silence, normalises the level and
-resamples to 16 kHz 16-bit mono. sox runs with -D (no dither) and -R (fixed random seed) so
-the same job gives the same bytes on every run. A speaker is an espeak-ng voice + variant +
-base pitch + base speed; each utterance jitters speed, pitch, padding and level. "Hard"
-speakers (LibriSpeech's "other" subsets) have extreme speed/pitch and additive Gaussian noise,
-drawn here in Python from a per-utterance seed (again for reproducible bytes).
+Three synthesizers from Debian make the base voices: espeak-ng (formant synthesis, many
+accents and variants, Mandarin from pinyin), flite (five diphone and clustergen voices) and
+festival (a diphone and an HTS voice). A speaker is a base voice plus a per-speaker transform
+in sox: speaking rate, pitch shift (which also moves the formants, like a longer or shorter
+vocal tract), spectral tilt (bass/treble), and for some speakers room reverberation. "Hard"
+speakers (LibriSpeech's "other" subsets) get rough espeak-ng variants, extreme rate and pitch,
+band-limited channels, stronger reverberation and additive noise. Each utterance jitters the
+speaker's rate, pitch, padding and level a little.
+
+sox runs with -D (no dither) and -R (fixed random seed) and the noise is drawn in Python from
+a per-utterance seed, so the same job gives the same bytes on every run.
 """
 
 import array
@@ -20,16 +25,22 @@ import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 SAMPLE_RATE = 16000
-MIN_SECONDS = 0.3  # anything shorter means espeak-ng produced (almost) nothing
+MIN_SECONDS = 0.3  # anything shorter means the synthesizer produced (almost) nothing
+ESPEAK_BASE_SPEED = 165  # words per minute at rate 1.0
 
 ENGLISH_VOICES = (
     "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
     "en-gb-x-gbclan", "en-gb-x-gbcwmd",
 )
 MANDARIN_VOICES = ("cmn-latn-pinyin",)
+FLITE_VOICES = ("slt", "awb", "rms", "kal16", "kal")
+FESTIVAL_VOICES = ("voice_kal_diphone", "voice_cmu_us_slt_arctic_hts")
+# Share of speakers per synthesizer (festival is slow: ~0.5-0.9 s per utterance).
+ENGLISH_ENGINES = (("espeak", 0.52), ("flite", 0.4), ("festival", 0.08))
+MANDARIN_ENGINES = (("espeak", 1.0),)
 # espeak-ng variants (files under espeak-ng-data/voices/!v) that stay intelligible.
 CLEAN_VARIANTS = (
     "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
@@ -41,32 +52,51 @@ HARD_VARIANTS = (
     "croak", "grandma", "grandpa", "klatt4", "Storm", "iven", "kaukovalta", "anika",
     "norbert", "quincy", "aunty", "edward", "Gene", "Jacky", "Lee", "rob",
 )
-FEMALE_VARIANTS = frozenset(
+FEMALE_VOICES = frozenset(
     {"f1", "f2", "f3", "f4", "f5", "Annie", "belinda", "linda", "steph", "grandma",
-     "anika", "aunty"}
+     "anika", "aunty", "slt", "voice_cmu_us_slt_arctic_hts"}
 )
+PROGRAMS = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 
 
 class ToolMissing(RuntimeError):
-    """espeak-ng or sox is not installed."""
+    """A synthesizer, one of its voices, or sox is not installed."""
 
 
-def check_tools(voices: Sequence[str] = ()) -> None:
-    """Raise ToolMissing naming missing programs or espeak-ng voices, and the fix."""
-    missing = [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
+def _listed_voices(program: str) -> set:
+    if program == "espeak-ng":
+        out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout
+        return {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
+    if program == "flite":
+        out = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout
+        return set(out.split(":", 1)[-1].split())
+    return set()
+
+
+def check_tools(voices: Sequence[str] = (), engines: Sequence[str] = ("espeak",)) -> None:
+    """Raise ToolMissing naming every missing program or voice, and the fix."""
+    programs = ["sox"] + [PROGRAMS[e] for e in engines]
+    missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         raise ToolMissing(
-            f"{' and '.join(missing)} not found on PATH; run ./setup.sh "
-            "(it apt-installs sox, libsox-fmt-all, espeak-ng and flac)"
+            f"{', '.join(missing)} not found on PATH; run ./setup.sh (it apt-installs sox, "
+            "espeak-ng, flite, festival with festvox-kallpc16k and festvox-us-slt-hts)"
         )
-    listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout
-    known = {line.split()[1] for line in listing.splitlines()[1:] if len(line.split()) > 1}
-    # An unknown variant falls back silently, an unknown voice fails: check the voices.
-    absent = [v for v in voices if v not in known]
+    absent = []
+    # An unknown espeak-ng variant falls back silently, an unknown voice fails: check voices.
+    known = _listed_voices("espeak-ng")
+    absent += [v for v in voices if v not in known]
+    if "flite" in engines:
+        known = _listed_voices("flite")
+        absent += [f"flite {v}" for v in FLITE_VOICES if v not in known]
+    if "festival" in engines:
+        roots = [Path("/usr/share/festival/voices")]
+        have = {p.name for r in roots if r.is_dir() for p in r.glob("*/*")}
+        absent += [f"festival {v}" for v in FESTIVAL_VOICES if v[len("voice_"):] not in have]
     if absent:
         raise ToolMissing(
-            f"espeak-ng has no voice {', '.join(absent)}; install espeak-ng >= 1.51 "
-            "with its data (./setup.sh apt-installs it)"
+            f"missing synthesizer voices: {', '.join(absent)}; run ./setup.sh (espeak-ng >= "
+            "1.51, flite, festival, festvox-kallpc16k, festvox-us-slt-hts)"
         )
 
 
@@ -77,43 +107,84 @@ def derive_seed(*parts: object) -> int:
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker: voice, variant, base speed (words/min) and pitch (0-99)."""
+    """One synthetic speaker: a base voice and the sox transform that makes it distinct.
 
+    rate: speaking rate relative to the synthesizer's default (> 1 is faster).
+    pitch: espeak-ng's base pitch (0-99); other synthesizers ignore it.
+    shift: sox pitch shift in cents; bass, treble: spectral tilt in dB.
+    reverb: sox reverberance in percent (0: dry); band: (highpass, lowpass) Hz or None.
+    """
+
+    engine: str
     voice: str
-    variant: str
-    speed: int
+    rate: float
     pitch: int
+    shift: int
+    bass: float
+    treble: float
+    reverb: int = 0
+    band: Optional[Tuple[int, int]] = None
     hard: bool = False
 
     @property
     def gender(self) -> str:
-        return "F" if self.variant in FEMALE_VARIANTS else "M"
+        base = self.voice.split("+")[-1]
+        female = base in FEMALE_VOICES
+        # A large upward shift turns a male base voice into a higher voice, and vice versa.
+        if self.shift > 250:
+            female = True
+        elif self.shift < -250:
+            female = False
+        return "F" if female else "M"
 
     @property
     def description(self) -> str:
-        return f"espeak-ng {self.voice}+{self.variant} s{self.speed} p{self.pitch}"
+        extra = f" reverb {self.reverb}" if self.reverb else ""
+        extra += f" band {self.band[0]}-{self.band[1]}" if self.band else ""
+        return (f"{self.engine} {self.voice} rate {self.rate:.2f} pitch {self.pitch} "
+                f"shift {self.shift:+d} tilt {self.bass:+.1f}/{self.treble:+.1f}{extra}")
+
+
+def _base_voices(engine: str, voices: Sequence[str], hard: bool) -> List[str]:
+    if engine == "espeak":
+        variants = HARD_VARIANTS if hard else CLEAN_VARIANTS
+        return [f"{v}+{x}" for v in voices for x in variants]
+    return list(FLITE_VOICES if engine == "flite" else FESTIVAL_VOICES)
 
 
 def make_speakers(
-    rng: random.Random, voices: Sequence[str], n: int, hard: bool, taken: Set[Tuple[str, str]]
+    rng: random.Random, voices: Sequence[str], n: int, hard: bool,
+    used: Dict[str, int], engines: Sequence[Tuple[str, float]] = (("espeak", 1.0),),
 ) -> List[Speaker]:
-    """n speakers with (voice, variant) pairs not in ``taken`` (updated), so none repeat."""
-    variants = HARD_VARIANTS if hard else CLEAN_VARIANTS
-    pairs = [(v, x) for v in voices for x in variants if (v, x) not in taken]
-    rng.shuffle(pairs)
-    if len(pairs) < n:
-        raise ValueError(f"only {len(pairs)} unused voice/variant pairs for {n} speakers")
+    """n speakers; base voices are drawn least-used first (``used`` counts them, updated),
+    so held-out speakers drawn first get base voices no other speaker has, while they last."""
+    names = [e for e, _ in engines]
+    weights = [w for _, w in engines]
     speakers = []
-    for voice, variant in pairs[:n]:
-        taken.add((voice, variant))
+    for _ in range(n):
+        engine = rng.choices(names, weights)[0]
+        pool = _base_voices(engine, voices, hard)
+        fewest = min(used.get(v, 0) for v in pool)
+        voice = rng.choice([v for v in pool if used.get(v, 0) == fewest])
+        used[voice] = used.get(voice, 0) + 1
         if hard:
             # Extreme on purpose: very slow or very fast, very low or very high.
-            speed = rng.choice((rng.randint(105, 125), rng.randint(205, 235)))
+            rate = rng.choice((rng.uniform(0.7, 0.8), rng.uniform(1.3, 1.45)))
             pitch = rng.choice((rng.randint(5, 20), rng.randint(80, 95)))
+            shift = rng.choice((rng.randint(-550, -300), rng.randint(300, 550)))
+            bass, treble = rng.uniform(-8, 8), rng.uniform(-8, 8)
+            reverb = rng.randint(40, 80) if rng.random() < 0.5 else 0
+            band = (rng.randint(200, 400), rng.randint(3000, 4000)) if rng.random() < 0.4 \
+                else None
         else:
-            speed = rng.randint(135, 185)
+            rate = rng.uniform(0.85, 1.2)
             pitch = rng.randint(25, 75)
-        speakers.append(Speaker(voice, variant, speed, pitch, hard))
+            shift = rng.randint(-300, 300)
+            bass, treble = rng.uniform(-4, 4), rng.uniform(-4, 4)
+            reverb = rng.randint(10, 30) if rng.random() < 0.2 else 0
+            band = None
+        speakers.append(Speaker(engine, voice, round(rate, 3), pitch, shift, round(bass, 1),
+                                round(treble, 1), reverb, band, hard))
     return speakers
 
 
@@ -123,9 +194,10 @@ class Job:
 
     text: str
     out: str
-    voice: str
-    speed: int
+    speaker: Speaker
+    rate: float
     pitch: int
+    shift: int
     pad_start: float
     pad_end: float
     gain_db: float
@@ -135,25 +207,24 @@ class Job:
 
 def make_job(speaker: Speaker, text: str, out: Path, rng: random.Random) -> Job:
     """Draw the per-utterance jitter of ``speaker`` for ``text`` rendered to ``out``."""
-    speed = max(80, round(speaker.speed * rng.uniform(0.9, 1.1)))
-    pitch = min(99, max(0, speaker.pitch + rng.randint(-6, 6)))
-    snr = round(rng.uniform(8.0, 18.0), 2) if speaker.hard else None
+    snr = round(rng.uniform(5.0, 15.0), 2) if speaker.hard else None
     return Job(
         text=text,
         out=str(out),
-        voice=f"{speaker.voice}+{speaker.variant}",
-        speed=speed,
-        pitch=pitch,
-        pad_start=round(rng.uniform(0.05, 0.3), 3),
-        pad_end=round(rng.uniform(0.05, 0.3), 3),
+        speaker=speaker,
+        rate=round(speaker.rate * rng.uniform(0.93, 1.07), 3),
+        pitch=min(99, max(0, speaker.pitch + rng.randint(-6, 6))),
+        shift=speaker.shift + rng.randint(-40, 40),
+        pad_start=round(rng.uniform(0.05, 0.25), 3),
+        pad_end=round(rng.uniform(0.05, 0.25), 3),
         gain_db=round(rng.uniform(1.0, 6.0), 2),
         snr_db=snr,
         noise_seed=rng.getrandbits(63),
     )
 
 
-def _run(cmd: List[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True)
+def _run(cmd: List[str], stdin: Optional[str] = None) -> None:
+    proc = subprocess.run(cmd, capture_output=True, input=None if stdin is None else stdin.encode())
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip()
         raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
@@ -164,6 +235,35 @@ def _sox(inp: str, out: str, effects: List[str]) -> None:
     _run(["sox", "-D", "-R", "-V1", inp, "-r", str(SAMPLE_RATE), "-b", "16", "-c", "1",
           "-e", "signed-integer", "--comment", "", out, *effects])
 
+
+def synthesize(job: Job, raw: str) -> None:
+    """The base voice reads job.text into the wav file ``raw`` at the job's rate."""
+    spk = job.speaker
+    if spk.engine == "espeak":
+        speed = str(max(80, round(ESPEAK_BASE_SPEED * job.rate)))
+        _run(["espeak-ng", "-v", spk.voice, "-s", speed, "-p", str(job.pitch), "-w", raw,
+              job.text])
+    elif spk.engine == "flite":
+        _run(["flite", "-voice", spk.voice, "--setf", f"duration_stretch={1 / job.rate:.3f}",
+              "-t", job.text, "-o", raw])
+    elif spk.engine == "festival":
+        _run(["text2wave", "-eval", f"({spk.voice})", "-eval",
+              f"(Parameter.set 'Duration_Stretch {1 / job.rate:.3f})", "-o", raw], job.text)
+    else:
+        raise ValueError(f"unknown synthesizer {spk.engine!r}")
+
+
+def transform_effects(job: Job) -> List[str]:
+    """The sox effects that turn the base voice into this speaker (after trimming)."""
+    spk = job.speaker
+    # Resample first: a downward pitch shift of an 8 kHz voice (flite kal) would otherwise
+    # leave treble's 3 kHz corner above the shifted Nyquist frequency.
+    fx = ["rate", str(SAMPLE_RATE), "pitch", str(job.shift), "bass", str(spk.bass), "treble", str(spk.treble)]
+    if spk.band:
+        fx += ["highpass", str(spk.band[0]), "lowpass", str(spk.band[1])]
+    if spk.reverb:
+        fx += ["reverb", str(spk.reverb)]
+    return fx
 
 def _read_pcm(path: str) -> array.array:
     with wave.open(path, "rb") as w:
@@ -186,34 +286,36 @@ def _write_pcm(path: str, samples: array.array) -> None:
 
 def add_noise(samples: array.array, snr_db: float, seed: int) -> array.array:
     """White Gaussian noise at ``snr_db`` below the signal power, clipped to int16."""
-    power = sum(s * s for s in samples) / max(1, len(samples))
+    import numpy as np  # the recipes' Python always has it; imported here to keep startup light
+
+    x = np.frombuffer(samples.tobytes(), dtype=np.int16).astype(np.float64)
+    power = float(np.mean(x * x)) if x.size else 0.0
     sigma = math.sqrt(power / (10.0 ** (snr_db / 10.0)))
-    rng = random.Random(seed)
-    return array.array(
-        "h", (max(-32768, min(32767, round(s + rng.gauss(0.0, sigma)))) for s in samples)
-    )
+    noisy = np.rint(x + np.random.default_rng(seed).normal(0.0, sigma, x.size))
+    return array.array("h", np.clip(noisy, -32768, 32767).astype(np.int16).tobytes())
 
 
 def render(job: Job) -> float:
     """Synthesise ``job`` into job.out (.wav or .flac); return its duration in seconds."""
     with tempfile.TemporaryDirectory(prefix="iml-synth-") as tmp:
-        raw = f"{tmp}/espeak.wav"
-        _run(["espeak-ng", "-v", job.voice, "-s", str(job.speed), "-p", str(job.pitch),
-              "-w", raw, job.text])
+        raw = f"{tmp}/raw.wav"
+        synthesize(job, raw)
         clean = f"{tmp}/clean.wav"
         level = ["gain", "-n", f"-{job.gain_db}"]
         pad = ["pad", str(job.pad_start), str(job.pad_end)]
-        # Trim espeak-ng's own leading/trailing silence, then pad our jittered amount.
+        speaker = transform_effects(job)
+        # Trim the synthesizer's own leading/trailing silence, then pad our jittered amount.
         trim = ["silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%",
                 "reverse"]
-        _sox(raw, clean, trim + level + pad)
+        _sox(raw, clean, trim + speaker + level + pad)
         samples = _read_pcm(clean)
         if len(samples) < MIN_SECONDS * SAMPLE_RATE:
-            # Trimming ate too much (very quiet synthesis): keep espeak-ng's silence.
-            _sox(raw, clean, level + pad)
+            # Trimming ate too much (very quiet synthesis): keep the synthesizer's silence.
+            _sox(raw, clean, speaker + level + pad)
             samples = _read_pcm(clean)
         if len(samples) < MIN_SECONDS * SAMPLE_RATE:
-            raise RuntimeError(f"espeak-ng produced no audio for {job.text!r} ({job.voice})")
+            raise RuntimeError(f"{job.speaker.engine} produced no audio for {job.text!r} "
+                               f"({job.speaker.voice})")
         if job.snr_db is not None:
             samples = add_noise(samples, job.snr_db, job.noise_seed)
             _write_pcm(clean, samples)
