@@ -46,6 +46,8 @@ class IMLSpikeformerEncoder(AbsEncoder):
             branch (ours; 0 = pointwise only).
         spiking_frontend: spike after the first subsampling conv (ours; False = ESPnet's
             real-valued Conv2d subsampling with ReLU).
+        frontend_channels: channels of the two subsampling convs (ours; 0 = output_size,
+            as ESPnet's Conv2dSubsampling). Fewer channels make a training step much cheaper.
         hdm: use the Hierarchical Decay Mask (paper) with our RetNet-style schedule.
         causal: no frame attends to (or convolves with) future frames (streaming).
         branch_norm: norm in front of each block branch's first neuron (ours): "batch"
@@ -69,6 +71,7 @@ class IMLSpikeformerEncoder(AbsEncoder):
         threshold_init: float = 1.0,
         qkv_conv_kernel: int = 15,
         spiking_frontend: bool = True,
+        frontend_channels: int = 0,
         hdm: bool = True,
         causal: bool = False,
         branch_norm: str = "batch",
@@ -90,6 +93,8 @@ class IMLSpikeformerEncoder(AbsEncoder):
             f"({attention_heads}) must divide output_size ({output_size})",
         )
         _check("dropout_rate", 0.0 <= dropout_rate < 1.0, f"must be in [0, 1) (got {dropout_rate})")
+        _check("frontend_channels", frontend_channels >= 0,
+               f"must be >= 0 (0 = output_size; got {frontend_channels})")
         _check("input_size", input_size >= 7, f"must be >= 7 for Conv2d x4 (got {input_size})")
         for i in interctc_layer_idx:
             _check(
@@ -99,7 +104,9 @@ class IMLSpikeformerEncoder(AbsEncoder):
             )
         self._output_size = output_size
         neuron = dict(levels=spike_levels, threshold=threshold, threshold_init=threshold_init)
-        self.embed = SpikingConv2dSubsampling(input_size, output_size, spiking_frontend, neuron)
+        self.embed = SpikingConv2dSubsampling(
+            input_size, output_size, spiking_frontend, neuron, frontend_channels
+        )
         self.encoders = nn.ModuleList(
             SpikingBlock(
                 output_size,

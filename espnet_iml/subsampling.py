@@ -34,26 +34,33 @@ class SpikingConv2dSubsampling(nn.Module):
 
     Args:
         idim: input feature size (80 for fbank).
-        odim: output size (model width) and conv channels.
+        odim: output size (model width).
         spiking: IMLS after each conv (True) or ReLU (False).
         neuron: IMLS settings (levels, threshold, threshold_init).
+        channels: conv channels (0: odim, as ESPnet's Conv2dSubsampling). Fewer channels
+            (OUR OPTION) shrink the 2-D maps where a spiking front end spends most of a
+            training step.
     """
 
     min_frames = 7
 
-    def __init__(self, idim: int, odim: int, spiking: bool = True, neuron: dict = None):
+    def __init__(
+        self, idim: int, odim: int, spiking: bool = True, neuron: dict = None,
+        channels: int = 0,
+    ):
         super().__init__()
         self.spiking = spiking
-        self.conv1 = nn.Conv2d(1, odim, 3, 2)
-        self.conv2 = nn.Conv2d(odim, odim, 3, 2)
+        c = channels or odim
+        self.conv1 = nn.Conv2d(1, c, 3, 2)
+        self.conv2 = nn.Conv2d(c, c, 3, 2)
         if spiking:
             neuron = dict(neuron or {})
-            self.bn1 = MaskedBatchNorm(odim, channel_dim=1)
+            self.bn1 = MaskedBatchNorm(c, channel_dim=1)
             # Thresholds per frame, over channels x frequency.
             self.neuron1 = IMLSNeuron(**neuron, reduce_dims=(1, 3))
-            self.bn2 = MaskedBatchNorm(odim, channel_dim=1)
+            self.bn2 = MaskedBatchNorm(c, channel_dim=1)
             self.neuron2 = IMLSNeuron(**neuron, reduce_dims=(-1,))
-        self.out = nn.Linear(odim * (((idim - 1) // 2 - 1) // 2), odim)
+        self.out = nn.Linear(c * (((idim - 1) // 2 - 1) // 2), odim)
 
     def forward(
         self, xs: torch.Tensor, ilens: torch.Tensor

@@ -68,6 +68,8 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per utterance")
     ap.add_argument("--feats_scp", type=Path, help="take the batch from real features "
                     "(first --batch utterances of a Kaldi feats.scp) instead of random ones")
+    ap.add_argument("--frontend_channels", type=int, default=0,
+                    help="IML-Spikeformer's subsampling conv channels (0: model width)")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--rounds", type=int, default=1,
@@ -136,7 +138,8 @@ def build_encoder(row: str, size: dict, a):
     if row in ("iml_spikeformer", "lif", "iml_real_frontend"):
         enc = IMLSpikeformerEncoder(80, spike_levels=a.spike_levels,
                                     qkv_conv_kernel=size["kernel"],
-                                    spiking_frontend=row != "iml_real_frontend", **common)
+                                    spiking_frontend=row != "iml_real_frontend",
+                                    frontend_channels=a.frontend_channels, **common)
         if row == "lif":
             from espnet_iml.lif import lif_encoder
 
