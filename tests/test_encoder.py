@@ -121,10 +121,11 @@ def test_bidirectional_decay_mask_is_symmetric_and_hierarchical():
     assert torch.all(causal[0].triu(1) == 0)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer"])
-def test_padded_batch_matches_each_utterance_alone(norm):
+@pytest.mark.parametrize("norm, channels", [("batch", 0), ("layer", 0), ("batch", 8)])
+def test_padded_batch_matches_each_utterance_alone(norm, channels):
     torch.manual_seed(0)
-    enc = IMLSpikeformerEncoder(80, **SMALL, branch_norm=norm).double()
+    enc = IMLSpikeformerEncoder(80, **SMALL, branch_norm=norm, frontend_channels=channels)
+    enc = enc.double()
     x, lens = _batch(lengths=(90, 70, 49))
     _trained_like(enc, x, lens)
     with torch.no_grad():
@@ -156,6 +157,7 @@ def test_training_step_backpropagates_to_every_parameter():
         (dict(threshold="adaptive"), "threshold"),
         (dict(interctc_layer_idx=[5]), "interctc_layer_idx"),
         (dict(branch_norm="group"), "branch_norm"),
+        (dict(frontend_channels=-1), "frontend_channels"),
     ],
 )
 def test_bad_config_names_the_option(conf, option):
@@ -190,3 +192,14 @@ def test_real_valued_frontend_option():
     assert not hasattr(enc.embed, "neuron1")
     out, olens, _ = enc(torch.randn(2, 40, 80), torch.tensor([40, 30]))
     assert out.shape == (2, 9, 32) and olens.tolist() == [9, 6]
+
+
+def test_frontend_channels_sets_both_convs_and_the_projection():
+    enc = IMLSpikeformerEncoder(80, **SMALL, frontend_channels=8)
+    # conv1: 1 -> 8, conv2: 8 -> 8, projection: 8 channels x 19 frequency bins -> d
+    assert enc.embed.conv1.weight.shape == (8, 1, 3, 3)
+    assert enc.embed.conv2.weight.shape == (8, 8, 3, 3)
+    assert enc.embed.out.weight.shape == (32, 8 * 19)
+    assert enc.embed.bn1.num_features == enc.embed.bn2.num_features == 8
+    default = IMLSpikeformerEncoder(80, **SMALL)
+    assert default.embed.conv2.weight.shape == (32, 32, 3, 3)
