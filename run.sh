@@ -5,54 +5,122 @@
 #   ./run.sh --model conformer                 the Conformer baseline on the same data
 #   ./run.sh --recipe aishell --size tiny      AiShell-style (characters), tiny corpus
 #   ./run.sh --stage 7 --stop_stage 9 ...      any option of egs2/TEMPLATE/asr1/asr.sh
+#   ./run.sh --help                            recipes, models, sizes and common options
 #
 # Sets itself up (./setup.sh) when .venv is missing, generates the synthetic corpus into
 # corpora/<recipe>_<size> when it is missing (or uses --corpus DIR), and runs the shared stage
 # driver egs2/TEMPLATE/asr1/asr.sh with data/, dump/ and exp/ under <recipe>_<size>.
-# The results table ends up in exp/<recipe>_<size>/RESULTS.md and is printed at the end.
+# The results table ends up in exp/<recipe>_<size>/RESULTS.md and is printed at the end
+# when this run wrote it.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
 recipe=librispeech      # librispeech | aishell
-model=iml_spikeformer   # iml_spikeformer | conformer | transformer
+model=iml_spikeformer   # any <model> with a config (see --help)
 size=small              # tiny (seconds per stage; checks the plumbing) | small (learns)
 corpus=                 # corpus directory (default: corpora/<recipe>_<size>, generated)
+local_data_opts=        # extra options for local/data.sh (e.g. "--train_sets train-clean-100")
+recipes="librispeech aishell"
+sizes="small tiny"
+
+# The training config of a model at a size, and the models that have one.
+config_of() {  # MODEL SIZE RECIPE
+    if [ "$2" = tiny ]; then
+        echo "egs2/$3/asr1/conf/tuning/train_asr_$1_tiny.yaml"
+    else
+        echo "conf/train_asr_$1_small.yaml"
+    fi
+}
+models_of() {  # SIZE RECIPE
+    local f out=
+    for f in $(config_of '*' "$1" "$2"); do
+        [ -f "${f}" ] || continue
+        f=${f##*/train_asr_}
+        out+="${out:+ }${f%_*.yaml}"
+    done
+    echo "${out}"
+}
+
+usage() {
+    cat <<EOF
+Usage: ./run.sh [--recipe R] [--model M] [--size S] [--corpus DIR] [options of asr.sh]
+
+The small end-to-end recipe: a generated corpus -> features -> model -> scores.
+
+  --recipe R   ${recipes// / | } (default ${recipe}): LibriSpeech-style English, BPE,
+               scored in WER and CER; or AiShell-style Mandarin, characters, CER
+  --model M    default ${model}; models with a config at --size small:
+                 $(models_of small "${recipe}")
+               at --size tiny: $(models_of tiny "${recipe}")
+  --size S     small (default: learns) | tiny (seconds per stage: checks the plumbing,
+               the scores mean nothing)
+  --corpus DIR a corpus in the released layout instead of the generated corpora/<recipe>_<size>
+  --local_data_opts "..."  passed on to the recipe's local/data.sh, e.g.
+               "--train_sets 'train-clean-100 train-clean-360'" (LibriSpeech)
+
+Stages (egs2/TEMPLATE/asr1/asr.sh): 1 data prep  2 speed perturbation  3 format audio
+  4 fbank  5 token list  6 ESPnet statistics  7 training  8 decoding  9 scoring
+  10 results table  11 energy report
+Common options:
+  --stage N --stop_stage M   run stages N..M only, e.g. --stage 8 to decode again
+  --asr_args "..."           extra training options, e.g. "--max_epoch 5"
+  --inference_args "..."     extra decoding options, e.g. "--beam_size 10"
+  --train_threads N          torch threads for CPU training (default here: 1)
+  --nj N --inference_nj N    parallel data and decoding jobs (default here: all cores)
+  --ngpu N                   GPUs for training (default here: 0)
+  --energy false             skip the energy report (stage 11)
+Every other option: egs2/TEMPLATE/asr1/asr.sh --help
+
+Outputs go to data/<recipe>_<size>, dump/<recipe>_<size> and exp/<recipe>_<size>. The
+results table exp/<recipe>_<size>/RESULTS.md is printed at the end when this run wrote it.
+EOF
+}
+
+# bad_value OPTION VALUE VALID...: exit, listing the valid values.
+bad_value() {
+    local opt=$1 value=$2
+    shift 2
+    echo "$0: unknown $opt '$value'; valid: $*" >&2
+    exit 2
+}
+
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --recipe | --model | --size | --corpus)
+        --recipe | --model | --size | --corpus | --local_data_opts)
             [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
             printf -v "${1#--}" '%s' "$2"
             shift 2
             ;;
-        --recipe=* | --model=* | --size=* | --corpus=*)
+        --recipe=* | --model=* | --size=* | --corpus=* | --local_data_opts=*)
             _name=${1%%=*}
             printf -v "${_name#--}" '%s' "${1#*=}"
             shift
             ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            usage
             exit 0
             ;;
         --*=*) args+=("$1"); shift ;;
         --*) args+=("$1" "${2-}"); shift $(($# >= 2 ? 2 : 1)) ;;
-        *) echo "$0: unexpected argument $1" >&2; exit 2 ;;
+        *) echo "$0: unexpected argument $1 (options start with --; see ./run.sh --help)" >&2; exit 2 ;;
     esac
 done
-case "${recipe}" in librispeech | aishell) ;; *) echo "$0: --recipe must be librispeech or aishell" >&2; exit 2 ;; esac
-case "${size}" in tiny | small) ;; *) echo "$0: --size must be tiny or small" >&2; exit 2 ;; esac
+# shellcheck disable=SC2086
+case " ${recipes} " in *" ${recipe} "*) ;; *) bad_value --recipe "${recipe}" ${recipes} ;; esac
+# shellcheck disable=SC2086
+case " ${sizes} " in *" ${size} "*) ;; *) bad_value --size "${size}" ${sizes} ;; esac
 
 if [ "${size}" = tiny ]; then
     # The same tiny configs as the recipe tests.
-    asr_config=egs2/${recipe}/asr1/conf/tuning/train_asr_${model}_tiny.yaml
     inference_config=egs2/${recipe}/asr1/conf/tuning/decode_asr_tiny.yaml
 else
-    asr_config=conf/train_asr_${model}_small.yaml
     inference_config=conf/decode_asr_small.yaml
 fi
+asr_config=$(config_of "${model}" "${size}" "${recipe}")
 if [ ! -f "${asr_config}" ]; then
-    echo "$0: no config for --model ${model} --size ${size} (${asr_config})" >&2
-    exit 2
+    # shellcheck disable=SC2046
+    bad_value --model "${model}" $(models_of "${size}" "${recipe}") "(at --size ${size}; ${asr_config} does not exist)"
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -89,6 +157,9 @@ if [ "${size}" = tiny ]; then
     echo "[run.sh]       its error rates mean nothing. The default --size small is the benchmark."
 fi
 
+results_md=exp/${work}/RESULTS.md
+results_before=$(stat -c %y "${results_md}" 2>/dev/null || echo none)
+
 # One torch thread for CPU training by default: on a shared 2-core machine, two threads were
 # 2-4x slower per step than one (override with --train_threads 2 on an idle machine).
 egs2/TEMPLATE/asr1/asr.sh \
@@ -99,8 +170,8 @@ egs2/TEMPLATE/asr1/asr.sh \
     --datadir "data/${work}" \
     --dumpdir "dump/${work}" \
     --expdir "exp/${work}" \
-    --results_md "exp/${work}/RESULTS.md" \
-    --local_data_opts "--recipe ${recipe} --corpus ${corpus}" \
+    --results_md "${results_md}" \
+    --local_data_opts "--recipe ${recipe} --corpus $(printf '%q' "${corpus}") ${local_data_opts}" \
     --feats_type fbank \
     --speed_perturb_factors "0.9 1.0 1.1" \
     "${tokens[@]}" \
@@ -109,11 +180,11 @@ egs2/TEMPLATE/asr1/asr.sh \
     --inference_config "${inference_config}" \
     "${args[@]}"
 
-# The scored results table (every model trained on this corpus so far).
-if [ -f "exp/${work}/RESULTS.md" ]; then
+# The results table, when this run wrote it (stage 10 ran), never an older one.
+if [ -f "${results_md}" ] && [ "$(stat -c %y "${results_md}")" != "${results_before}" ]; then
     echo
-    echo "Results (exp/${work}/RESULTS.md):"
-    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "exp/${work}/RESULTS.md"
+    echo "Results (${results_md}):"
+    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "${results_md}"
     if [ "${size}" = tiny ]; then
         echo "(--size tiny: a plumbing check; these error rates mean nothing)"
     fi

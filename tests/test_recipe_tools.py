@@ -648,23 +648,32 @@ def test_score_alignment_weights_and_bad_inputs(tmp_path, capsys):
 
 def test_results_table(tmp_path, capsys):
     exp = tmp_path / "exp"
-    for model, params, err in (("asr_conformer", "1.23 M", 10.0), ("asr_iml", "0.98 M", 12.5)):
-        d = exp / model / "decode_asr_model_valid.acc.ave" / "test" / "score_cer"
-        d.mkdir(parents=True)
-        (d / "score.json").write_text(json.dumps(
-            {"n_snt": 8, "n_ref": 80, "corr": 90.0, "sub": 8.0, "del": 2.0, "ins": err - 10.0,
-             "err": err, "s_err": 50.0, "metric": "cer"}))
-        (exp / model / "train.log").write_text(f"Model summary:\n    Total Number of model parameters: {params}\n")
-        (exp / model / "config.yaml").write_text(f"config: conf/train_{model}.yaml\nother: 1\n")
+    names = ("asr_train_asr_conformer_small_fbank_char_sp", "asr_train_asr_iml_small_fbank_char_sp")
+    for name, params, err in zip(names, ("1.23 M", "0.98 M"), (10.0, 12.5)):
+        for test_set, n in (("test", 8), ("dev", 5)):
+            d = exp / name / "decode_asr_model_valid.acc.ave" / test_set / "score_cer"
+            d.mkdir(parents=True)
+            (d / "score.json").write_text(json.dumps(
+                {"n_snt": n, "n_ref": 10 * n, "corr": 90.0, "sub": 8.0, "del": 2.0,
+                 "ins": err - 10.0, "err": err, "s_err": 50.0, "metric": "cer"}))
+        (exp / name / "train.log").write_text(f"Model summary:\n    Total Number of model parameters: {params}\n")
+        (exp / name / "config.yaml").write_text(f"config: conf/{name}.yaml\nother: 1\n")
     (exp / "asr_stats_fbank_char").mkdir()
     (exp / "asr_empty").mkdir()
     md = tmp_path / "RESULTS.md"
     assert results.main(["--exp_dirs", *map(str, sorted(exp.iterdir())), "--out", str(md), "--title", "T"]) == 0
     text = md.read_text()
     assert text.startswith("# T\n")
-    assert "| asr_conformer | 1.23 M | decode_asr_model_valid.acc.ave | test | CER | 8 | 80 | 90.0 | 8.0 | 2.0 | 0.0 | 10.0 | 50.0 |" in text
-    assert "| asr_iml | 0.98 M |" in text and "12.5" in text
-    assert "training config conf/train_asr_iml.yaml" in text
+    # one row per test set and metric, one column per model, each model named once
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert table == [
+        "| test set | metric | #Snt | #Wrd | conformer_small | iml_small |",
+        "|---|---|---:|---:|---:|---:|",
+        "| dev | CER | 5 | 50 | 10.0 (8.0/2.0/0.0) | 12.5 (8.0/2.0/2.5) |",
+        "| test | CER | 8 | 80 | 10.0 (8.0/2.0/0.0) | 12.5 (8.0/2.0/2.5) |",
+    ]
+    assert text.count(names[0]) == 2 and text.count(names[1]) == 2  # legend: exp dir and config
+    assert f"- **iml_small**: {exp / names[1]}, 0.98 M parameters, training config conf/{names[1]}.yaml" in text
     assert "espnet: " in text and "torch: " in text and "- date: " in text
     assert "asr_empty: no score.json" in capsys.readouterr().out
     assert results.main(["--exp_dirs", str(exp / "asr_empty"), "--out", str(md)]) == 1

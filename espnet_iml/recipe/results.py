@@ -1,14 +1,15 @@
-"""Collect the scores of experiments into one markdown table (RESULTS.md).
+"""Collect the scores of experiments into one compact markdown table (RESULTS.md).
 
     python -m espnet_iml.recipe.results --exp_dirs exp/asr_* --out RESULTS.md [--title ...]
 
-For each experiment directory, every ``<decode dir>/<test set>/score_{cer,wer}/score.json``
-(as written by espnet_iml.recipe.score) becomes a row: model, parameters (from ESPnet's
-"Total Number of model parameters" line in train.log, when there), decoding directory, test
-set, metric, #Snt, #Wrd, Corr, Sub, Del, Ins, Err, S.Err. The environment (date, Python,
-ESPnet, torch, torchaudio, git commit) and the configurations used (the training config named
-in config.yaml) are listed below the table. Statistics directories (asr_stats_*) and
-experiment directories without scores are skipped.
+Every ``<exp>/<decode dir>/<test set>/score_{cer,wer}/score.json`` (written by
+espnet_iml.recipe.score) is one system (experiment + decoding) on one test set. The table has
+one row per test set and metric and one column per system; the systems are named once, by a
+short label, in a legend above the table (experiment directory, parameters from ESPnet's
+"Total Number of model parameters" line in train.log, decoding directory, training config).
+A cell is ``Err (Sub/Del/Ins)`` in percent. The environment (date, Python, ESPnet, torch,
+torchaudio, git commit) follows. Statistics directories (asr_stats_*) and experiments without
+scores are skipped.
 """
 
 import argparse
@@ -27,8 +28,9 @@ from espnet_iml.recipe.common import PRODUCERS, RecipeError, log, run_cli
 
 TOOL = "results"
 _PARAMS = re.compile(r"Total Number of model parameters:\s*([0-9.]+\s*[KMGT]?)")
-COLUMNS = ["model", "params", "decode", "test set", "metric", "#Snt", "#Wrd",
-           "Corr", "Sub", "Del", "Ins", "Err", "S.Err"]
+# The parts of an experiment name that asr.sh adds around the config name.
+_EXP_PREFIX = re.compile(r"^asr_(train_asr_)?")
+_EXP_SUFFIX = re.compile(r"_fbank_(char|bpe_[a-z]+\d+)(_sp)?$")
 
 
 def model_params(exp: Path) -> str:
@@ -52,20 +54,25 @@ def train_config(exp: Path) -> Optional[str]:
 
 
 def collect(exp: Path) -> List[Dict[str, object]]:
+    """One record per score.json of ``exp``: decode dir, test set, metric and numbers."""
     rows = []
     for path in sorted(exp.glob("*/*/score_*/score.json")):
         try:
             s = json.loads(path.read_text())
             metric = s.get("metric") or path.parent.name.replace("score_", "")
             rows.append({
-                "model": exp.name, "params": None, "decode": path.parents[2].name,
-                "test set": path.parents[1].name, "metric": str(metric).upper(),
-                "#Snt": s["n_snt"], "#Wrd": s["n_ref"], "Corr": s["corr"], "Sub": s["sub"],
-                "Del": s["del"], "Ins": s["ins"], "Err": s["err"], "S.Err": s["s_err"],
+                "decode": path.parents[2].name, "test set": path.parents[1].name,
+                "metric": str(metric).upper(), "#Snt": s["n_snt"], "#Wrd": s["n_ref"],
+                "Err": s["err"], "Sub": s["sub"], "Del": s["del"], "Ins": s["ins"],
             })
         except (ValueError, KeyError) as exc:
             log(TOOL, f"warning: {path} is not a score.json of espnet_iml.recipe.score ({exc}); skipped")
     return rows
+
+
+def short_name(exp_name: str) -> str:
+    """``asr_train_asr_conformer_small_fbank_char_sp`` -> ``conformer_small``."""
+    return _EXP_SUFFIX.sub("", _EXP_PREFIX.sub("", exp_name)) or exp_name
 
 
 def environment() -> List[str]:
@@ -88,15 +95,10 @@ def environment() -> List[str]:
     return lines
 
 
-def fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:.1f}"
-    return str(v)
-
-
 def make_markdown(exp_dirs: List[Path], title: str) -> Tuple[str, int]:
-    rows: List[Dict[str, object]] = []
-    configs: List[str] = []
+    systems: List[Tuple[str, Path, str]] = []  # (label, exp, decode dir)
+    scores: Dict[Tuple[str, str, int], Dict[str, object]] = {}  # (test set, metric, system)
+    legend: List[str] = []
     for exp in exp_dirs:
         if exp.name.startswith("asr_stats"):
             continue
@@ -104,26 +106,37 @@ def make_markdown(exp_dirs: List[Path], title: str) -> Tuple[str, int]:
         if not found:
             log(TOOL, f"{exp}: no score.json under {exp}/*/*/score_*/; skipped")
             continue
-        params = model_params(exp)
-        for r in found:
-            r["params"] = params
-        rows.extend(found)
-        cfg = train_config(exp)
         decodes = sorted({str(r["decode"]) for r in found})
-        configs.append(f"- {exp.name}: training config {cfg or '(not recorded)'}; decoding: {', '.join(decodes)}")
-    if not rows:
+        params, cfg = model_params(exp), train_config(exp)
+        for decode in decodes:
+            label = short_name(exp.name) + (f" [{decode}]" if len(decodes) > 1 else "")
+            systems.append((label, exp, decode))
+            legend.append(f"- **{label}**: {exp}, {params} parameters, training config "
+                          f"{cfg or '(not recorded)'}, decoded in {decode}")
+            for r in found:
+                if r["decode"] == decode:
+                    scores[(str(r["test set"]), str(r["metric"]), len(systems) - 1)] = r
+    if not systems:
         dirs = " ".join(str(d) for d in exp_dirs)
         raise RecipeError(f"no scores found in {dirs} (expected <exp>/<decode>/<test set>/score_{{cer,wer}}/"
                           f"score.json): run {PRODUCERS['score']} first")
-    rows.sort(key=lambda r: (str(r["metric"]), str(r["test set"]), str(r["model"]), str(r["decode"])))
-    out = [f"# {title}", "", "## Results", "",
-           "| " + " | ".join(COLUMNS) + " |",
-           "|" + "|".join("---" if c in ("model", "decode", "test set", "metric") else "---:" for c in COLUMNS) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |")
-    out += ["", "Corr/Sub/Del/Ins/Err: percent of reference tokens (characters for CER, words for WER); "
-            "S.Err: percent of utterances with an error.", "", "## Configurations", ""] + configs
-    out += ["", "## Environment", ""] + environment()
+    if len({label for label, _, _ in systems}) < len(systems):  # two configs with one name
+        systems = [(f"{exp.name} [{decode}]", exp, decode) for _, exp, decode in systems]
+    rows = sorted({(t, m) for t, m, _ in scores}, key=lambda tm: (tm[1], tm[0]))
+    out = [f"# {title}", "", "## Results", "", *legend, "",
+           "| test set | metric | #Snt | #Wrd | " + " | ".join(label for label, _, _ in systems) + " |",
+           "|---|---|---:|---:|" + "---:|" * len(systems)]
+    for test_set, metric in rows:
+        cells = [scores.get((test_set, metric, k)) for k in range(len(systems))]
+        have = [c for c in cells if c is not None]
+        sizes = [" / ".join(dict.fromkeys(str(c[key]) for c in have)) for key in ("#Snt", "#Wrd")]
+        out.append(f"| {test_set} | {metric} | {sizes[0]} | {sizes[1]} | " + " | ".join(
+            "-" if c is None else f"{c['Err']:.1f} ({c['Sub']:.1f}/{c['Del']:.1f}/{c['Ins']:.1f})"
+            for c in cells) + " |")
+    out += ["", "Cells: error rate in percent of the reference words (WER) or characters (CER), "
+            "then its substitutions/deletions/insertions. Lower is better; insertions can take "
+            "it above 100. #Wrd counts the reference words (WER) or characters (CER).",
+            "", "## Environment", ""] + environment()
     return "\n".join(out) + "\n", len(rows)
 
 

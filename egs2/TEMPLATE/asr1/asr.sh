@@ -62,7 +62,7 @@ expdir=exp              # Experiments.
 results_md=RESULTS.md   # Results table written by stage 10.
 
 # Data preparation
-local_data_opts=        # Options given to local/data.sh.
+local_data_opts=        # Options given to local/data.sh (shell-quoted: "--train_sets 'a b'").
 
 # Speed perturbation
 speed_perturb_factors=  # e.g. "0.9 1.0 1.1"; empty: no stage 2.
@@ -335,8 +335,9 @@ log "train=${train_sp} valid=${valid_set} test=[${test_sets}] tokens=${token_tag
 if ! "${skip_data_prep}" && run_stage 1; then
     stage_begin 1 "data preparation (local/data.sh ${local_data_opts})"
     [ -x local/data.sh ] || die "stage 1 needs the recipe's local/data.sh in $(pwd): run asr.sh from the recipe directory (egs2/<corpus>/asr1)"
-    # shellcheck disable=SC2086
-    python=${python} local/data.sh --datadir "${datadir}" ${local_data_opts}
+    # Shell quoting inside --local_data_opts is honoured, e.g. "--train_sets 'a b'".
+    eval "_opts=(${local_data_opts})"
+    python=${python} local/data.sh --datadir "${datadir}" "${_opts[@]}"
     for dset in ${train_set} ${valid_set} ${test_sets}; do
         [ -f "${datadir}/${dset}/wav.scp" ] || die "local/data.sh did not write ${datadir}/${dset}/wav.scp (check --train_set/--valid_set/--test_sets)"
     done
@@ -680,7 +681,7 @@ if ! "${skip_eval}" && run_stage 10; then
     done
     "${python}" -m espnet_iml.recipe.results --exp_dirs "${asr_exp}" --out "${asr_exp}/RESULTS.md"
     "${python}" -m espnet_iml.recipe.results --exp_dirs "${_exps[@]}" --out "${results_md}"
-    cat "${results_md}"
+    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "${results_md}"
     stage_end
 fi
 
