@@ -13,6 +13,7 @@ training, decoding (2 jobs for all test sets together), per recipe.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,7 @@ def check_recipe(d: Path, recipe: str, stdout: str, token: str, unit: str, train
         assert list(wav) == sorted(wav), f"{s}/wav.scp is not sorted"
         spk2utt = kv(data / "spk2utt")
         assert sorted(u for v in spk2utt.values() for u in v.split()) == sorted(utt2spk)
-    # Stages 3-4: 16 kHz audio, 80-dim fbank for every set, CMVN of the training set.
+    # Stages 3-4: 16 kHz audio, 80-dim fbank for every set.
     for s in sets:
         feats = d / "dump" / "fbank" / s
         assert (d / "dump" / "raw" / s / "wav.scp").is_file()
@@ -131,7 +132,6 @@ def check_recipe(d: Path, recipe: str, stdout: str, token: str, unit: str, train
         assert kaldiio.load_mat(str(d / scp[first])).shape[1] == 80  # paths relative to d
         assert (feats / "feats_dim").read_text().strip() == "80"
         assert set(kv(feats / "text")) == set(scp)
-    assert (d / "dump" / "fbank" / train / "cmvn.ark").is_file()
     # Stage 5: token list with ESPnet's special symbols.
     if token == "char":
         tokens = (d / "data" / "token_list" / "char" / "tokens.txt").read_text().split("\n")
@@ -154,6 +154,11 @@ def check_recipe(d: Path, recipe: str, stdout: str, token: str, unit: str, train
     for f in ("config.yaml", "checkpoint.pth", "valid.acc.ave.pth", "2epoch.pth", "train.log"):
         assert (exp / f).exists(), f
     assert "2epoch results" in (exp / "train.log").read_text()
+    # Progress on screen: a line for every epoch (loss, validation accuracy), and decoding
+    # counted by utterance.
+    assert re.search(r"epoch 2/2: train loss [0-9.]+, valid loss [0-9.]+, valid acc [0-9.]+ \(elapsed", stdout)
+    n_test = sum(len(kv(d / "dump" / "fbank" / s / "feats.scp")) for s in TEST_SETS[recipe])
+    assert f"decoded {n_test}/{n_test} utterances" in stdout
     # Stages 8-9: hypotheses for every utterance of every test set; scores with numbers.
     decode = next(exp.glob("decode_asr_tiny_asr_model_valid.acc.ave"))
     for s in TEST_SETS[recipe]:
@@ -182,6 +187,7 @@ def test_aishell_end_to_end(aishell):
     n = len(kv(d / "data" / "train" / "wav.scp"))
     assert len(kv(d / "data" / "train_sp" / "wav.scp")) == 3 * n
     check_recipe(d, "aishell", proc.stdout, "char", "cer", "train_sp")
+    assert re.search(r"epoch 1/2: train loss .*ETA", proc.stdout)
     # Stage 11: the energy report of the trained model.
     assert "Stage 11:" in proc.stdout
     energy = next(exp_dir(d).glob("decode_*")) / "energy"
@@ -193,7 +199,8 @@ def test_librispeech_end_to_end_with_resume(librispeech):
     check_recipe(d, "librispeech", first.stdout + second.stdout, "bpe_unigram40", "wer",
                  "train_960")
     log = (exp_dir(d) / "train.log").read_text()
-    assert "1epoch results" in first.stdout + log
+    assert "1epoch results" in log
+    assert re.search(r"epoch 1/1: train loss", first.stdout)  # --max_epoch 1 of the first call
     assert "The training was resumed using" in log
     assert "training resumes from" in second.stdout
 
@@ -246,3 +253,66 @@ def test_missing_corpus_shows_expected_layout(recipe, layout, tmp_path):
     assert "Expected layout" in proc.stderr and layout in proc.stderr
     assert "make_corpus" in proc.stderr
     assert not (d / "data" / TRAIN_SET[recipe]).exists()
+
+
+def test_partial_librispeech_lists_present_and_missing_subsets(tmp_path, corpora):
+    """A tree with some subsets: the error names what is there and what is not, and the
+    subsets present are usable through --local_data_opts (shell-quoted) and --test_sets."""
+    partial = tmp_path / "partial" / "LibriSpeech"
+    partial.mkdir(parents=True)
+    for subset in ("train-clean-100", "dev-clean", "test-clean"):
+        (partial / subset).symlink_to(corpora["librispeech"] / "LibriSpeech" / subset)
+    d = recipe_copy(tmp_path, "librispeech")
+    env = {"LIBRISPEECH": str(partial.parent)}
+    proc = run(d, [*COMMON, *TINY["librispeech"], "--stop_stage", "1"], env, ok=False)
+    assert "present: train-clean-100 dev-clean test-clean" in proc.stderr
+    assert "missing: train-clean-360 train-other-500 dev-other test-other" in proc.stderr
+    assert "--train_sets 'train-clean-100'" in proc.stderr
+    run(d, [*COMMON, *TINY["librispeech"], "--stop_stage", "1", "--test_sets", "test_clean",
+            "--local_data_opts", "--train_sets 'train-clean-100'"], env)
+    assert len(kv(d / "data" / "train_960" / "text")) == len(kv(d / "data" / "train_clean_100" / "text"))
+
+
+def root_copy(base: Path) -> Path:
+    """The root recipe (run.sh and what it uses) as symlinks, so its outputs land in base."""
+    base.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "run.sh", base / "run.sh")
+    for name in ("egs2", "conf", "local"):
+        (base / name).symlink_to(ROOT / name)
+    # run.sh sets the machine up when .venv/bin/python is missing: this Python stands in.
+    (base / ".venv" / "bin").mkdir(parents=True)
+    (base / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    return base
+
+
+def test_root_run_help_errors_and_results_only_when_made(tmp_path, corpora):
+    d = root_copy(tmp_path / "root")
+    help_text = subprocess.run(["./run.sh", "--help"], cwd=d, capture_output=True, text=True).stdout
+    models = sorted(p.name[len("train_asr_"):-len("_small.yaml")] for p in (ROOT / "conf").glob("train_asr_*_small.yaml"))
+    assert models and all(m in help_text for m in models)
+    for option in ("--recipe", "--size", "--stage", "--stop_stage", "--asr_args", "--local_data_opts",
+                   "egs2/TEMPLATE/asr1/asr.sh --help"):
+        assert option in help_text, option
+    for args, valid in ((["--model", "nosuch"], models), (["--size", "big"], ["small", "tiny"]),
+                        (["--recipe", "x"], ["librispeech", "aishell"])):
+        proc = subprocess.run(["./run.sh", *args], cwd=d, capture_output=True, text=True)
+        assert proc.returncode == 2 and f"unknown {args[0]} '{args[1]}'" in proc.stderr
+        assert all(v in proc.stderr for v in valid), proc.stderr
+    # An old table is not printed by a run that did not make it; stage 10 prints a new one.
+    exp = d / "exp" / "librispeech_tiny"
+    exp.mkdir(parents=True)
+    (exp / "RESULTS.md").write_text("# old\n\n## Results\n\nOLD TABLE\n")
+    common = ["--size", "tiny", "--corpus", str(corpora["librispeech"]), "--python", sys.executable]
+    proc = subprocess.run(["./run.sh", *common, "--stop_stage", "1"], cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OLD TABLE" not in proc.stdout and "Results (" not in proc.stdout
+    score_dir = (exp / "asr_train_asr_iml_spikeformer_tiny_fbank_bpe_unigram60"
+                 / "decode_asr_tiny_asr_model_valid.acc.ave" / "test_clean" / "score_wer")
+    score_dir.mkdir(parents=True)
+    (score_dir / "score.json").write_text(json.dumps(
+        {"n_snt": 2, "n_ref": 10, "err": 50.0, "sub": 30.0, "del": 10.0, "ins": 10.0, "metric": "wer"}))
+    proc = subprocess.run(["./run.sh", *common, "--stage", "10", "--stop_stage", "10"], cwd=d,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout.split(f"Results (exp/librispeech_tiny/RESULTS.md):")[1]
+    assert "| test_clean | WER | 2 | 10 | 50.0 (30.0/10.0/10.0) |" in printed and "OLD" not in printed

@@ -6,9 +6,11 @@ trip exactly: soundfile scales them by 1/32768 and ``to_int16`` multiplies back.
 """
 
 import io
+import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import soundfile
@@ -64,6 +66,35 @@ def load_multichannel(entry: str) -> Tuple[np.ndarray, int]:
     if not np.all(np.isfinite(data)):
         raise AudioError("audio contains NaN or infinite samples")
     return data, sr
+
+
+def check_file(path: str) -> Optional[str]:
+    """Why an audio file cannot be used, from its size and header; None when it looks fine.
+
+    Cheap enough for stage 1 over a whole corpus (the samples are not decoded: damage after a
+    good header shows up in stage 3, which decodes everything).
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return f"audio file not readable ({exc.strerror})"
+    if size == 0:
+        return "empty audio file (0 bytes)"
+    try:
+        info = soundfile.info(path)
+    except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError):
+        return "undecodable audio (not a format soundfile reads)"
+    if info.frames == 0:
+        return "empty audio (0 samples)"
+    return None
+
+
+def check_files(paths: Mapping[str, str], nj: int = 8) -> Dict[str, str]:
+    """key -> reason for the files of ``paths`` (key -> path) that ``check_file`` rejects."""
+    keys = list(paths)
+    with ThreadPoolExecutor(max(1, nj)) as pool:  # I/O bound: threads are enough
+        reasons = pool.map(check_file, [paths[k] for k in keys])
+    return {k: r for k, r in zip(keys, reasons) if r is not None}
 
 
 def load(entry: str) -> Tuple[np.ndarray, int, int]:

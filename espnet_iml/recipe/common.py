@@ -69,7 +69,7 @@ class Skips:
         return out
 
     def report(self, tool: str, what: str = "utterance", path: Optional[Path] = None,
-               shown: int = 5) -> None:
+               shown: int = 5, verb: str = "skipped") -> None:
         """Print counts per reason with a few ids; write every (id, reason) to ``path``."""
         if path is not None:
             from espnet_iml.recipe.kvfile import write_dict  # avoid an import cycle
@@ -81,7 +81,7 @@ class Skips:
         if not self.items:
             return
         where = f" (full list: {path})" if path is not None else ""
-        log(tool, f"skipped {len(self.items)} {what}(s){where}:")
+        log(tool, f"{verb} {len(self.items)} {what}(s){where}:")
         for reason, keys in self.by_reason().items():
             more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
             log(tool, f"  {len(keys)} x {reason}: {', '.join(keys[:shown])}{more}")

@@ -31,11 +31,14 @@ class FormatError(RecipeError):
     """A key-value file that does not follow the format; the message names file and line."""
 
 
-def iter_entries(path: PathLike, problems: Optional[List[str]] = None) -> Iterator[Entry]:
+def iter_entries(path: PathLike, problems: Optional[List[str]] = None,
+                 bad_utf8: Optional[List[Tuple[str, int]]] = None) -> Iterator[Entry]:
     """Entries of ``path`` in file order.
 
     Malformed lines (not UTF-8, carriage returns, empty lines) raise FormatError naming the
     file and line, or, when a ``problems`` list is given, are described there and skipped.
+    With a ``bad_utf8`` list, lines that are not UTF-8 go there instead, as (key, line
+    number), the key decoded with replacement characters.
     """
     path = Path(path)
     with open(path, "rb") as f:
@@ -44,6 +47,9 @@ def iter_entries(path: PathLike, problems: Optional[List[str]] = None) -> Iterat
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
+                if bad_utf8 is not None:
+                    bad_utf8.append(((raw.split() or [b"?"])[0].decode("utf-8", "replace"), lineno))
+                    continue
                 line, problem = "", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
             if problem is None:
                 line = line[:-1] if line.endswith("\n") else line

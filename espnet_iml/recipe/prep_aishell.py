@@ -11,8 +11,11 @@ DIR holds the released layout::
 
 Writes wav.scp (absolute paths), text (the spaces between words removed: characters are the
 tokens, as in ESPnet's aishell recipe), utt2spk (speaker = the <SPK> directory) and spk2utt.
-Utterances without audio, without transcript or with an empty transcript are skipped and
-reported; the full list goes to OUT/local/aishell_skipped.txt.
+Transcripts are NFKC-normalized (full-width characters; espnet_iml.recipe.transcripts).
+Utterances without audio, without transcript, with an empty one or one that is not UTF-8, and
+with an empty or undecodable audio file are skipped and counted per reason (full list:
+OUT/local/aishell_skipped.txt); normalized transcripts are counted per reason too
+(OUT/local/aishell_changed.txt).
 """
 
 import argparse
@@ -25,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_iml.recipe import datadir, kvfile
+from espnet_iml.recipe import audio, datadir, kvfile, transcripts
 from espnet_iml.recipe.common import RecipeError, Skips, log, run_cli
 
 TOOL = "prep_aishell"
@@ -122,20 +125,17 @@ def unpack_all(wav_dir: Path, nj: int) -> List[Tuple[str, str]]:
     return failed
 
 
-def read_transcript(path: Path, skips: Skips) -> Dict[str, str]:
-    """UTTID -> text with the spaces removed; empty and duplicate lines are skipped."""
-    problems: List[str] = []
+def read_transcript(path: Path, skips: Skips, changes: Skips) -> Dict[str, str]:
+    """UTTID -> characters (NFKC, blanks removed); bad, repeated and empty lines are skipped."""
     text: Dict[str, str] = {}
-    for e in kvfile.iter_entries(path, problems):
-        chars = "".join(e.value.split())
-        if e.key in text:
-            skips.add(e.key, f"duplicate transcript line (line {e.lineno}; the first is kept)")
-        elif not chars:
-            skips.add(e.key, "empty transcript")
-        else:
-            text[e.key] = chars
-    for p in problems:
-        log(TOOL, f"warning: skipped transcript line: {p}")
+    for key, raw in transcripts.read(path, skips).items():
+        chars, changed = transcripts.aishell(raw)
+        if not chars:
+            skips.add(key, transcripts.EMPTY)
+            continue
+        text[key] = chars
+        for reason in changed:
+            changes.add(key, reason)
     return text
 
 
@@ -160,29 +160,34 @@ def scan_audio(wav_dir: Path, skips: Skips) -> Dict[str, Dict[str, Tuple[str, st
 
 def prepare(corpus: Path, out: Path, nj: int = 4) -> Dict[str, int]:
     wav_dir, transcript = check_layout(corpus)
-    skips = Skips()
+    skips, changes = Skips(), Skips()
     failed = unpack_all(wav_dir, nj)
-    text = read_transcript(transcript, skips)
-    audio = scan_audio(wav_dir, skips)
-    n_audio = sum(len(v) for v in audio.values())
+    text = read_transcript(transcript, skips, changes)
+    found = scan_audio(wav_dir, skips)
+    n_audio = sum(len(v) for v in found.values())
     if n_audio == 0:
         hint = (f" ({len(failed)} archive(s) failed to unpack)" if failed else "")
         raise RecipeError(f"no audio found: expected {wav_dir}/{{train,dev,test}}/<SPK>/<UTTID>.wav "
                           f"or {wav_dir}/<SPK>.tar.gz archives{hint}")
     reported = {k for k, _ in skips.items}  # empty or duplicate transcript lines
-    with_audio = set()
+    with_audio, kept = set(), set()
     counts: Dict[str, int] = {}
     empty_splits = []
     for split in SPLITS:
         wav_scp, utt_text, utt2spk = {}, {}, {}
-        for uid, (path, spk) in audio[split].items():
+        for uid, (path, spk) in found[split].items():
             with_audio.add(uid)
             if uid not in text:
                 if uid not in reported:
                     skips.add(uid, f"audio without transcript ({split})")
                 continue
             wav_scp[uid], utt_text[uid], utt2spk[uid] = path, text[uid], spk
+        # Empty and undecodable audio is left out here, before the token list sees its text.
+        for uid, reason in sorted(audio.check_files(wav_scp, nj).items()):
+            skips.add(uid, f"{reason} ({split})")
+            del wav_scp[uid], utt_text[uid], utt2spk[uid]
         counts[split] = len(wav_scp)
+        kept.update(wav_scp)
         if not wav_scp:
             empty_splits.append(split)
             continue
@@ -195,6 +200,8 @@ def prepare(corpus: Path, out: Path, nj: int = 4) -> Dict[str, int]:
     no_audio = sorted(set(text) - with_audio)
     for uid in no_audio:
         skips.add(uid, "transcript without audio")
+    changes.items = [(k, r) for k, r in changes.items if k in kept]
+    changes.report(TOOL, what="transcript change", path=out / "local" / "aishell_changed.txt", verb="made")
     skips.report(TOOL, path=out / "local" / "aishell_skipped.txt")
     if empty_splits:
         raise RecipeError(

@@ -6,12 +6,15 @@
 DIR holds ``LibriSpeech/<subset>/<reader>/<chapter>/<reader>-<chapter>-<NNNN>.flac`` and
 ``<reader>-<chapter>.trans.txt``. For each subset present (dev-clean, test-other, ...) this
 writes OUT/<subset with - replaced by _> with wav.scp (absolute paths of the flac files, which
-soundfile reads directly), text (as released: upper case words), utt2spk (speaker =
+soundfile reads directly), text (upper case words without punctuation, as released; other
+text is normalized so, see espnet_iml.recipe.transcripts), utt2spk (speaker =
 <reader>-<chapter>, as in Kaldi's and ESPnet's recipes), spk2utt and spk2gender (from
 LibriSpeech/SPEAKERS.TXT when present). Then, like ESPnet's librispeech recipe:
 OUT/train_960 = the --train_sets present, OUT/dev = dev_clean + dev_other.
-Utterances without audio, without transcript or with an empty one are skipped and reported
-(full list: OUT/local/librispeech_skipped.txt).
+Utterances without audio, without transcript, with an empty one or one that is not UTF-8, and
+with an empty or undecodable audio file are skipped and counted per reason (full list:
+OUT/local/librispeech_skipped.txt); normalized transcripts are counted per reason too
+(OUT/local/librispeech_changed.txt).
 """
 
 import argparse
@@ -21,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_iml.recipe import datadir, kvfile
+from espnet_iml.recipe import audio, datadir, kvfile, transcripts
 from espnet_iml.recipe.common import RecipeError, Skips, log, run_cli
 
 TOOL = "prep_librispeech"
@@ -69,7 +72,7 @@ def read_genders(root: Path) -> Dict[str, str]:
 
 
 def prepare_subset(root: Path, subset: str, genders: Dict[str, str], skips: Skips,
-                   ) -> Dict[str, Dict[str, str]]:
+                   changes: Skips, nj: int = 8) -> Dict[str, Dict[str, str]]:
     """The files of one subset's data directory."""
     wav_scp: Dict[str, str] = {}
     text: Dict[str, str] = {}
@@ -81,31 +84,40 @@ def prepare_subset(root: Path, subset: str, genders: Dict[str, str], skips: Skip
             spk = f"{reader}-{chapter}"
             flacs = {p.stem: p for p in chapter_dir.glob("*.flac")}
             trans_path = chapter_dir / f"{spk}.trans.txt"
-            trans: Dict[str, str] = {}
-            if trans_path.is_file():
-                problems: List[str] = []
-                trans = kvfile.read_dict(trans_path, problems)
-                for p in problems:
-                    log(TOOL, f"warning: skipped transcript line: {p}")
-            else:
+            if not trans_path.is_file():
                 for uid in sorted(flacs):
                     skips.add(uid, f"audio without transcript (no {spk}.trans.txt in {subset})")
                 continue
+            n0 = len(skips)
+            trans = transcripts.read(trans_path, skips, subset)
+            reported = {k for k, _ in skips.items[n0:]}  # lines not UTF-8, repeated lines
             for uid in sorted(set(trans) | set(flacs)):
                 if uid not in flacs:
                     skips.add(uid, f"transcript without audio ({subset})")
-                elif uid not in trans:
-                    skips.add(uid, f"audio without transcript ({subset})")
-                elif not trans[uid].strip():
-                    skips.add(uid, f"empty transcript ({subset})")
+                    continue
+                if uid not in trans:
+                    if uid not in reported:
+                        skips.add(uid, f"audio without transcript ({subset})")
+                    continue
+                words, changed = transcripts.librispeech(trans[uid])
+                if not words:
+                    skips.add(uid, f"{transcripts.EMPTY} ({subset})")
                 elif not (m := _UTT.fullmatch(uid)) or m.group(1) != reader or m.group(2) != chapter:
                     skips.add(uid, f"id does not match {reader}/{chapter}/ ({subset})")
                 else:
+                    for reason in changed:
+                        changes.add(uid, f"{reason} ({subset})")
                     wav_scp[uid] = os.path.abspath(flacs[uid])
-                    text[uid] = " ".join(trans[uid].split())
+                    text[uid] = words
                     utt2spk[uid] = spk
                     if reader in genders:
                         spk2gender[spk] = genders[reader]
+    # Empty and undecodable audio is left out here, before the token list sees its text.
+    for uid, reason in sorted(audio.check_files(wav_scp, nj).items()):
+        skips.add(uid, f"{reason} ({subset})")
+        changes.items = [(k, r) for k, r in changes.items if k != uid]
+        del wav_scp[uid], text[uid], utt2spk[uid]
+    spk2gender = {s: g for s, g in spk2gender.items() if s in set(utt2spk.values())}
     files = {"wav.scp": wav_scp, "text": text, "utt2spk": utt2spk}
     if spk2gender and set(spk2gender) == set(utt2spk.values()):
         files["spk2gender"] = spk2gender
@@ -113,18 +125,20 @@ def prepare_subset(root: Path, subset: str, genders: Dict[str, str], skips: Skip
 
 
 def prepare(corpus: Path, out: Path, train_sets: Sequence[str] = DEFAULT_TRAIN,
-            train_name: str = "train_960", dev_name: str = "dev") -> Dict[str, int]:
+            train_name: str = "train_960", dev_name: str = "dev", nj: int = 8) -> Dict[str, int]:
     unknown = [s for s in train_sets if s not in SUBSETS]
     if unknown:
         raise RecipeError(f"--train_sets {' '.join(unknown)}: not LibriSpeech subsets "
                           f"(expected some of {', '.join(s for s in SUBSETS if s.startswith('train'))})")
     root, found = check_layout(corpus)
+    log(TOOL, f"{root}: present {' '.join(found)}; missing "
+              f"{' '.join(s for s in SUBSETS if s not in found) or 'none'}")
     genders = read_genders(root)
-    skips = Skips()
+    skips, changes = Skips(), Skips()
     counts: Dict[str, int] = {}
     written: List[str] = []
     for subset in found:
-        files = prepare_subset(root, subset, genders, skips)
+        files = prepare_subset(root, subset, genders, skips, changes, nj)
         name = subset.replace("-", "_")
         if not files["utt2spk"]:
             log(TOOL, f"warning: {root / subset} has no usable utterance; {out / name} not written")
@@ -134,8 +148,10 @@ def prepare(corpus: Path, out: Path, train_sets: Sequence[str] = DEFAULT_TRAIN,
         counts[name] = len(files["utt2spk"])
         log(TOOL, f"{out / name}: {counts[name]} utterances, "
                   f"{len(set(files['utt2spk'].values()))} speakers")
+    changes.report(TOOL, what="transcript change", path=out / "local" / "librispeech_changed.txt",
+                   verb="made")
     skips.report(TOOL, path=out / "local" / "librispeech_skipped.txt")
-    for combo, parts, what in ((train_name, list(train_sets), "--train_sets"), (dev_name, list(DEV), "dev")):
+    for combo, parts in ((train_name, list(train_sets)), (dev_name, list(DEV))):
         have = [s for s in parts if s in written]
         absent = [s for s in parts if s not in written]
         if not have:
@@ -161,6 +177,7 @@ def get_parser() -> argparse.ArgumentParser:
                    metavar="SUBSET", help="subsets combined into --train_name (default: all three)")
     p.add_argument("--train_name", default="train_960", help="combined training set (default train_960)")
     p.add_argument("--dev_name", default="dev", help="dev_clean + dev_other (default dev)")
+    p.add_argument("--nj", type=int, default=8, help="audio files checked in parallel (default 8)")
     return p
 
 
@@ -168,7 +185,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
 
     def body() -> int:
-        counts = prepare(args.corpus, args.out, args.train_sets, args.train_name, args.dev_name)
+        counts = prepare(args.corpus, args.out, args.train_sets, args.train_name, args.dev_name, args.nj)
         log(TOOL, "done: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
 

@@ -10,9 +10,9 @@
 #   1  data preparation           local/data.sh -> ${datadir}/<set>
 #   2  speed perturbation         ${datadir}/<train>_sp             (only with --speed_perturb_factors)
 #   3  format audio               ${dumpdir}/raw/<set>              (16 kHz mono wav)
-#   4  fbank + global CMVN        ${dumpdir}/fbank/<set>/feats.scp, cmvn of the training set
+#   4  fbank                      ${dumpdir}/fbank/<set>/feats.scp
 #   5  token list                 ${datadir}/token_list/{char,bpe_<mode><n>}/tokens.txt
-#   6  ESPnet statistics          ${expdir}/asr_stats_*/            (shapes, feats_stats.npz)
+#   6  ESPnet statistics          ${expdir}/asr_stats_*/            (shapes; feats_stats.npz: global MVN)
 #   7  training                   ${expdir}/asr_<tag>/              (resumes from checkpoint.pth)
 #   8  decoding                   ${expdir}/asr_<tag>/<inference_tag>/<set>/text
 #   9  scoring                    .../<set>/score_{cer,wer}/{result.txt,score.json}
@@ -117,7 +117,7 @@ help_message=$(
 Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." --asr_config <yaml> [options]
 
 Run from a recipe directory (egs2/<corpus>/asr1). Stages:
-  1 data prep (local/data.sh)   2 speed perturbation   3 format audio   4 fbank + CMVN
+  1 data prep (local/data.sh)   2 speed perturbation   3 format audio   4 fbank
   5 token list   6 ESPnet stats   7 training   8 decoding   9 scoring   10 RESULTS.md
   11 energy report (optional)
 
@@ -317,6 +317,49 @@ fail_with_log() {
     die "$*"
 }
 
+# clock S: seconds as 1m05s.
+clock() {
+    printf '%dm%02ds' $(($1 / 60)) $(($1 % 60))
+}
+
+# decoding_counts LOGDIR NJ: "<decoded utterances> <done/total per job ...>". ESPnet's beam
+# search logs "best hypo" once per utterance ("Utterance [...]" for one too short to decode).
+decoding_counts() {
+    local dir=$1 nj=$2 n c sum=0 per=
+    for n in $(seq "${nj}"); do
+        c=$(grep -c -E "best hypo|Utterance \[" "${dir}/asr_inference.${n}.log" 2>/dev/null || true)
+        sum=$((sum + ${c:-0}))
+        per+=" ${c:-0}/$(nlines "${dir}/keys.${n}.scp")"
+    done
+    echo "${sum}${per}"
+}
+
+# decoding_progress PID LOGDIR NJ: while PID runs, print the decoded utterances (at most every
+# 10 s, per job, with an ETA); then the final count. Returns PID's exit status.
+decoding_progress() {
+    local pid=$1 dir=$2 nj=$3 total t0=${SECONDS} t1= d1=0 last=0 shown=${SECONDS} counts done eta
+    total=$(nlines "${dir}/feats.scp")
+    while kill -0 "${pid}" 2>/dev/null; do
+        sleep 2
+        counts=$(decoding_counts "${dir}" "${nj}")
+        done=${counts%% *}
+        # The rate counts from the first decoded utterance on (model loading excluded).
+        if [ -z "${t1}" ] && [ "${done}" -gt 0 ]; then t1=${SECONDS}; d1=${done}; fi
+        if [ "${done}" -ne "${last}" ] && [ $((SECONDS - shown)) -ge 10 ]; then
+            eta=
+            if [ "${done}" -gt "${d1}" ]; then
+                eta=", ETA $(clock $(((SECONDS - t1) * (total - done) / (done - d1))))"
+            fi
+            log "decoded ${done}/${total} utterances (per job:${counts#* }; elapsed $(clock $((SECONDS - t0)))${eta})"
+            last=${done}
+            shown=${SECONDS}
+        fi
+    done
+    counts=$(decoding_counts "${dir}" "${nj}")
+    log "decoded ${counts%% *}/${total} utterances (per job:${counts#* }) in $(clock $((SECONDS - t0)))"
+    wait "${pid}"
+}
+
 feats_dim_of() {
     if [ -f "$1/feats_dim" ]; then
         cat "$1/feats_dim"
@@ -383,9 +426,9 @@ if ! "${skip_data_prep}" && run_stage 3; then
     stage_end
 fi
 
-# 4. Filter banks and global CMVN
+# 4. Filter banks (the global mean and variance for normalization come from stage 6)
 if ! "${skip_data_prep}" && run_stage 4; then
-    stage_begin 4 "${n_mels}-dim fbank + global CMVN: ${feat_sets}"
+    stage_begin 4 "${n_mels}-dim fbank: ${feat_sets}"
     for dset in ${feat_sets}; do
         need "${dumpdir}/raw/${dset}/wav.scp" 3 "formatted audio"
     done
@@ -395,26 +438,45 @@ if ! "${skip_data_prep}" && run_stage 4; then
         [ -f "${data_feats}/${dset}/feats_type" ] || echo "${feats_type}" >"${data_feats}/${dset}/feats_type"
         [ -f "${data_feats}/${dset}/feats_dim" ] || echo "${n_mels}" >"${data_feats}/${dset}/feats_dim"
     done
-    "${python}" -m espnet_iml.recipe.cmvn --feats "${data_feats}/${train_sp}/feats.scp" \
-        --out "${data_feats}/${train_sp}/cmvn.ark" --npz "${data_feats}/${train_sp}/cmvn.npz"
     stage_end
 fi
 
-# 5. Token list
+# 5. Token list: ESPnet's tokenize_text for characters; for BPE sentencepiece's own trainer
+# and ESPnet asr.sh's token list (the vocabulary without <unk> <s> </s>, between <blank>
+# <unk> and <sos/eos>).
 if ! "${skip_data_prep}" && run_stage 5; then
     stage_begin 5 "token list (${token_tag}) from ${bpe_train_text}"
     need "${bpe_train_text}" 1 "transcripts of the training set"
     if [ "${token_type}" = bpe ]; then
         rm -rf "${bpedir:?}"
         mkdir -p "${bpedir}"
-        "${python}" -m espnet_iml.recipe.tokenize --text "${bpe_train_text}" --out "${token_list}" \
-            --token_type bpe --nbpe "${nbpe}" --bpemode "${bpemode}" --bpe_model_prefix "${bpeprefix}"
-        [ -f "${bpemodel}" ] || die "the tokenizer did not write ${bpemodel}"
+        cut -f 2- -d " " "${bpe_train_text}" >"${bpedir}/train.txt"
+        _opts=()
+        if [ "${nlsyms_txt}" != none ]; then
+            _opts+=("--user_defined_symbols=$(paste -s -d , "${nlsyms_txt}")")
+        fi
+        # What ESPnet's spm_train does (it is not in the pip package).
+        "${python}" -c 'import sys, sentencepiece as spm; spm.SentencePieceTrainer.train(" ".join(sys.argv[1:]))' \
+            --input="${bpedir}/train.txt" --vocab_size="${nbpe}" --model_type="${bpemode}" \
+            --model_prefix="${bpeprefix}" --character_coverage=1.0 --input_sentence_size=100000000 \
+            "${_opts[@]}" >"${bpedir}/spm_train.log" 2>&1 \
+            || fail_with_log "${bpedir}/spm_train.log" "sentencepiece could not train a ${bpemode} model of ${nbpe} pieces on ${bpe_train_text} (reason above: 'Vocabulary size too high' needs a smaller --nbpe, 'smaller than required_chars' a larger one)"
+        rm "${bpedir}/train.txt"
+        {
+            echo "<blank>"
+            echo "<unk>"
+            awk 'NR > 3 { print $1 }' "${bpeprefix}.vocab"
+            echo "<sos/eos>"
+        } >"${token_list}"
     else
         rm -rf "${token_listdir:?}/char"
         mkdir -p "${token_listdir}/char"
-        "${python}" -m espnet_iml.recipe.tokenize --text "${bpe_train_text}" --out "${token_list}" \
-            --token_type char
+        "${python}" -m espnet_iml.bin.tokenize_text --token_type char --field 2- \
+            --input "${bpe_train_text}" --output "${token_list}" --cleaner "${cleaner}" \
+            --non_linguistic_symbols "${nlsyms_txt}" --write_vocabulary true \
+            --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1" \
+            >"${token_listdir}/char/tokenize_text.log" 2>&1 \
+            || fail_with_log "${token_listdir}/char/tokenize_text.log" "tokenize_text failed on ${bpe_train_text}"
     fi
     log "$(nlines "${token_list}") tokens in ${token_list}"
     stage_end
@@ -524,12 +586,16 @@ if ! "${skip_train}" && run_stage 7; then
     if [ -f "${asr_exp}/checkpoint.pth" ] && "${resume}"; then
         log "found ${asr_exp}/checkpoint.pth: training resumes from it"
     fi
-    log "training started; log: ${asr_exp}/train.log (re-run this stage with ${asr_exp}/run.sh)"
+    log "training started; full log: ${asr_exp}/train.log (re-run this stage with ${asr_exp}/run.sh)"
     {
         echo "# $(date '+%Y-%m-%dT%H:%M:%S') stage 7: ${run_args}"
     } >>"${asr_exp}/train.log"
     _env=()
     [ -n "${train_threads}" ] && _env=(env "OMP_NUM_THREADS=${train_threads}")
+    # ESPnet's log goes to train.log; the screen gets a line per logged step and per epoch
+    # (espnet_iml.recipe.progress). tee -p keeps writing the log even if the filter dies.
+    # config.yaml is rewritten by ESPnet at start; remove a stale one so max_epoch is current.
+    rm -f "${asr_exp}/config.yaml"
     # shellcheck disable=SC2086
     if ! "${_env[@]}" "${_launch[@]}" "${python}" -m espnet_iml.bin.asr_train \
         "${common_train_opts[@]}" --input_size "$(feats_dim_of "${data_feats}/${train_sp}")" \
@@ -543,11 +609,11 @@ if ! "${skip_train}" && run_stage 7; then
         --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
         --fold_length "${asr_speech_fold_length}" --fold_length "${asr_text_fold_length}" \
         --resume "${resume}" --ngpu "${ngpu}" --output_dir "${asr_exp}" \
-        "${_opts[@]}" ${asr_args} >>"${asr_exp}/train.log" 2>&1; then
+        "${_opts[@]}" ${asr_args} 2>&1 | tee -p -a "${asr_exp}/train.log" \
+        | "${python}" -m espnet_iml.recipe.progress --config "${asr_exp}/config.yaml" --indent 4; then
         fail_with_log "${asr_exp}/train.log" "training failed (log: ${asr_exp}/train.log)"
     fi
     [ -e "${asr_exp}/${inference_asr_model}" ] || log "warning: training ended without ${asr_exp}/${inference_asr_model}"
-    grep -h -E "The training was resumed|has already reached|[0-9]+epoch results" "${asr_exp}/train.log" | tail -n 3 | sed 's/^/    /' || true
     stage_end
 fi
 
@@ -592,7 +658,8 @@ if ! "${skip_eval}" && run_stage 8; then
             >$(q "${_logdir}/asr_inference.${n}.log") 2>&1" >>"${_logdir}/cmds"
     done
     log "$(nlines "${_logdir}/feats.scp") utterances, ${_nj} decoding job(s); logs: ${_logdir}/asr_inference.*.log"
-    if ! run_parallel "${_nj}" "${_logdir}/cmds"; then
+    run_parallel "${_nj}" "${_logdir}/cmds" &
+    if ! decoding_progress $! "${_logdir}" "${_nj}"; then
         for n in $(seq "${_nj}"); do
             grep -q -E "Error|Traceback" "${_logdir}/asr_inference.${n}.log" \
                 && fail_with_log "${_logdir}/asr_inference.${n}.log" "decoding failed (log: ${_logdir}/asr_inference.${n}.log)"

@@ -26,22 +26,47 @@ done
 python=${python:-python3}
 
 root=${LIBRISPEECH}/LibriSpeech
-missing=
-for subset in ${train_sets} dev-clean dev-other test-clean test-other; do
-    [ -d "${root}/${subset}" ] || missing+=" ${root}/${subset}"
-done
-if [ -n "${missing}" ]; then
+all_subsets="train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other"
+if [ ! -d "${root}" ]; then
     cat >&2 <<MSG
 ERROR: LibriSpeech was not found at LIBRISPEECH=${LIBRISPEECH} (set in db.sh, or LIBRISPEECH=/path ./run.sh).
 Expected layout (as released on https://www.openslr.org/12, each <subset>.tar.gz unpacked in place):
   \${LIBRISPEECH}/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<NNNN>.flac
   \${LIBRISPEECH}/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>.trans.txt
-  subsets: ${train_sets} dev-clean dev-other test-clean test-other
-Missing:${missing}
+  subsets: ${all_subsets}
+Missing: ${root}/
 A synthetic stand-in with the same layout (minutes to train on a CPU):
   python -m espnet_iml.bin.make_corpus --corpus librispeech --out <dir> --size small
 MSG
     exit 1
+fi
+present=
+missing=
+for subset in ${all_subsets}; do
+    if [ -d "${root}/${subset}" ]; then present+=" ${subset}"; else missing+=" ${subset}"; fi
+done
+# The training subsets asked for and at least one dev subset are needed; a missing test
+# subset only needs to be left out of asr.sh's --test_sets.
+need_missing=
+for subset in ${train_sets}; do
+    [ -d "${root}/${subset}" ] || need_missing+=" ${subset}"
+done
+[ -d "${root}/dev-clean" ] || [ -d "${root}/dev-other" ] || need_missing+=" dev-clean or dev-other"
+if [ -n "${need_missing}" ]; then
+    present_train=$(for s in ${present}; do case "${s}" in train-*) echo "${s}" ;; esac; done | tr '\n' ' ')
+    cat >&2 <<MSG
+ERROR: LibriSpeech at ${root} is incomplete.
+  present:${present:- none}
+  missing:${missing}
+  needed but missing:${need_missing}
+Unpack the missing <subset>.tar.gz from https://www.openslr.org/12 into ${LIBRISPEECH}, or train
+on what is there: ./run.sh --local_data_opts "--train_sets '${present_train% }'" (and leave the
+missing test sets out of --test_sets).
+MSG
+    exit 1
+fi
+if [ -n "${missing}" ]; then
+    echo "local/data.sh: LibriSpeech at ${root}: present${present}; missing${missing}"
 fi
 
 # shellcheck disable=SC2086
