@@ -318,7 +318,9 @@ def test_cli_fresh_model_both_frontends(tmp_path):
         for i, frames in enumerate((230, 170, 120)):
             w(f"utt{i}", torch.randn(frames, 80, generator=g).numpy())
     out = tmp_path / "out"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    scratch = tmp_path / "scratch"  # the tool's temporary files go here, and must be gone after
+    scratch.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", TMPDIR=str(scratch))
     proc = subprocess.run(
         [sys.executable, "-m", "espnet_iml.bin.energy", "--config", str(cfg),
          "--data_path_and_name_and_type", f"{tmp_path}/feats.scp,speech,kaldi_ark",
@@ -326,6 +328,7 @@ def test_cli_fresh_model_both_frontends(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("espnet_iml")] == []
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("energy_ratio_encoder=")]
     assert len(lines) == 1
     ratio = float(lines[0].split("=", 1)[1])
@@ -344,3 +347,23 @@ def test_cli_fresh_model_both_frontends(tmp_path):
     for name in ("energy.md", "energy_spiking_frontend_breakdown.png",
                  "energy_real_frontend_spike_counts.png"):
         assert (out / name).is_file()
+
+
+def test_model_info_leaves_no_temporary_directory(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    from espnet_iml.bin import model_info
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("input_size: 80\nencoder: iml_spikeformer\nencoder_conf:\n  output_size: 16\n"
+                   "  attention_heads: 2\n  linear_units: 32\n  num_blocks: 1\n  qkv_conv_kernel: 3\n"
+                   "decoder: transformer\ndecoder_conf:\n  attention_heads: 2\n  linear_units: 32\n"
+                   "  num_blocks: 1\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    counts = model_info.main(["--config", str(cfg), "--vocab_size", "10"])
+    # the output layer alone: 10 tokens x 16 + 10 biases in the CTC projection
+    assert counts["ctc"] == 10 * 16 + 10 and counts["total"] == sum(v for k, v in counts.items() if k != "total")
+    assert list(scratch.iterdir()) == []
+    assert "total:" in capsys.readouterr().out

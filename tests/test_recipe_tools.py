@@ -325,7 +325,7 @@ def test_datadir_validate_names_file_line_and_problem(tmp_path, capsys):
     assert datadir.validate(feats, feats=False)[0] == []
 
 
-def test_datadir_fix_combine_subset(tmp_path, capsys):
+def test_datadir_fix_and_combine(tmp_path, capsys):
     d = make_dir(tmp_path / "d", wav_scp="u3 c.wav\nu1 a.wav\nu2 b.wav\nu4 d.wav\n",
                  text="u2 two\nu1 one\nu3\nu1 again\n", utt2spk="u1 s1\nu2 s1\nu3 s2\nu4 s2\n",
                  spk2utt="s9 u9\n")
@@ -349,18 +349,6 @@ def test_datadir_fix_combine_subset(tmp_path, capsys):
                      spk2utt="sa x1\n")
     assert datadir.main(["combine", str(tmp_path / "bad"), str(a), str(clash)]) == 1
     assert "key x1 is also in" in capsys.readouterr().err
-
-    big = make_dir(tmp_path / "big", text="".join(f"u{i:02d} w\n" for i in range(20)),
-                   utt2spk="".join(f"u{i:02d} s\n" for i in range(20)),
-                   wav_scp="".join(f"u{i:02d} f.wav\n" for i in range(20)))
-    assert datadir.main(["subset", str(big), str(tmp_path / "first"), "--n", "3"]) == 0
-    assert list(kvfile.read_dict(tmp_path / "first" / "text")) == ["u00", "u01", "u02"]
-    for k in (1, 2):
-        datadir.main(["subset", str(big), str(tmp_path / f"r{k}"), "--n", "5", "--mode", "random", "--seed", "3"])
-    r1 = kvfile.read_dict(tmp_path / "r1" / "utt2spk")
-    assert r1 == kvfile.read_dict(tmp_path / "r2" / "utt2spk") and len(r1) == 5
-    assert list(r1) != ["u00", "u01", "u02", "u03", "u04"]
-    assert lines(tmp_path / "r1" / "spk2utt") == ["s " + " ".join(sorted(r1))]
 
 
 # ---------------------------------------------------------------------------------------

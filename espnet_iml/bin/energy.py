@@ -90,16 +90,18 @@ def get_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- models
 
 
-def _fresh_args(config: Path, token_list: Optional[Path], vocab_size: int):
+def _fresh_args(config: Path, token_list: Optional[Path], vocab_size: int, tmp: Path):
+    """ESPnet's arguments for ``config``; a stand-in token list is written into ``tmp``,
+    which must exist until the model is built (ESPnet reads the list then)."""
     from espnet2.tasks.asr import ASRTask
 
     if token_list is None:
-        token_list = Path(tempfile.mkdtemp()) / "tokens.txt"
+        token_list = tmp / "tokens.txt"
         toks = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab_size - 3)] + ["<sos/eos>"]
         token_list.write_text("\n".join(toks) + "\n")
     parser = ASRTask.get_parser()
     return parser.parse_args(["--config", str(config), "--token_list", str(token_list),
-                              "--output_dir", tempfile.mkdtemp()])
+                              "--output_dir", str(tmp)])
 
 
 def _own_setting(model) -> Optional[bool]:
@@ -144,18 +146,19 @@ def build_models(a) -> Tuple[List[Tuple[str, object, bool]], Optional[bool], Lis
                 "end was not trained (--frontends both shows it with an untrained front end)"
             )
         return models, own, notes, input_size
-    args = _fresh_args(a.config, a.token_list, a.vocab_size)
-    conf = dict(args.encoder_conf or {})
-    own = None
-    if args.encoder == espnet_iml.NAME:
-        own = bool(conf.get("spiking_frontend", True))
-    settings = [own] if own is None or a.frontends == "own" else [own, not own]
-    models = []
-    for sf in settings:
-        torch.manual_seed(a.seed)
-        if sf is not None:
-            args.encoder_conf = dict(conf, spiking_frontend=sf)
-        models.append((SETTINGS.get(sf, "model"), ASRTask.build_model(args).to(a.device), False))
+    with tempfile.TemporaryDirectory(prefix="espnet_iml_energy.") as tmp:
+        args = _fresh_args(a.config, a.token_list, a.vocab_size, Path(tmp))
+        conf = dict(args.encoder_conf or {})
+        own = None
+        if args.encoder == espnet_iml.NAME:
+            own = bool(conf.get("spiking_frontend", True))
+        settings = [own] if own is None or a.frontends == "own" else [own, not own]
+        models = []
+        for sf in settings:
+            torch.manual_seed(a.seed)
+            if sf is not None:
+                args.encoder_conf = dict(conf, spiking_frontend=sf)
+            models.append((SETTINGS.get(sf, "model"), ASRTask.build_model(args).to(a.device), False))
     notes.append("fresh, UNTRAINED model(s): MAC counts are exact, firing rates are those of "
                  "random weights")
     return models, own, notes, getattr(args, "input_size", None) or 80

@@ -31,9 +31,10 @@ def build_model(config: Path, token_list: Path):
     from espnet2.tasks.asr import ASRTask
 
     parser = ASRTask.get_parser()
-    args = parser.parse_args(["--config", str(config), "--token_list", str(token_list),
-                              "--output_dir", tempfile.mkdtemp()])
-    return ASRTask.build_model(args)
+    with tempfile.TemporaryDirectory(prefix="espnet_iml_model_info.") as out:
+        args = parser.parse_args(["--config", str(config), "--token_list", str(token_list),
+                                  "--output_dir", out])
+        return ASRTask.build_model(args)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
@@ -46,12 +47,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, int]:
     a = ap.parse_args(argv)
     if not a.config.is_file():
         ap.error(f"--config {a.config}: no such file")
-    token_list = a.token_list
-    if token_list is None:
-        token_list = Path(tempfile.mkdtemp()) / "tokens.txt"
-        tokens = ["<blank>", "<unk>"] + [f"t{i}" for i in range(a.vocab_size - 3)] + ["<sos/eos>"]
-        token_list.write_text("\n".join(tokens) + "\n")
-    counts = count_parameters(build_model(a.config, token_list))
+    with tempfile.TemporaryDirectory(prefix="espnet_iml_model_info.") as tmp:
+        token_list = a.token_list
+        if token_list is None:
+            token_list = Path(tmp) / "tokens.txt"
+            tokens = ["<blank>", "<unk>"] + [f"t{i}" for i in range(a.vocab_size - 3)] + ["<sos/eos>"]
+            token_list.write_text("\n".join(tokens) + "\n")
+        counts = count_parameters(build_model(a.config, token_list))
     for part, n in counts.items():
         print(f"{part:>12s}: {n / 1e6:8.2f} M")
     if a.compare:

@@ -1,9 +1,7 @@
-"""Kaldi data directories: validate, combine, subset and fix them (no Kaldi needed).
+"""Kaldi data directories: validate, combine and fix them (no Kaldi needed).
 
     python -m espnet_iml.recipe.datadir validate DIR [DIR ...] [--no-feats] [--no-text]
     python -m espnet_iml.recipe.datadir combine OUT IN [IN ...]
-    python -m espnet_iml.recipe.datadir subset DIR OUT --n N [--mode first|random] [--seed S]
-    python -m espnet_iml.recipe.datadir subset DIR OUT --utt_list FILE
     python -m espnet_iml.recipe.datadir fix DIR
 
 A data directory holds per-utterance files (wav.scp, text, utt2spk, and optionally
@@ -13,7 +11,6 @@ order, has no duplicate keys, and all per-utterance files hold the same utteranc
 """
 
 import argparse
-import random
 import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -22,7 +19,7 @@ from espnet_iml.recipe import kvfile
 from espnet_iml.recipe.common import RecipeError, log, run_cli
 
 TOOL = "datadir"
-# Per-utterance files this module knows (kept through combine, subset and fix).
+# Per-utterance files this module knows (kept through combine and fix).
 UTT_FILES = ("wav.scp", "text", "utt2spk", "feats.scp", "utt2num_samples", "utt2num_frames",
              "feats_shape", "utt2dur")
 # Per-speaker files besides spk2utt.
@@ -211,7 +208,7 @@ def validate(d: Path, feats: bool = True, text: bool = True, check_files: bool =
 
 
 # ---------------------------------------------------------------------------------------
-# fix, combine, subset
+# fix, combine
 
 def fix(d: Path, backup: bool = True) -> Dict[str, object]:
     """Sort every file, drop malformed lines, duplicate keys, empty transcripts and
@@ -286,36 +283,13 @@ def combine(out: Path, ins: Sequence[Path]) -> Dict[str, object]:
             "incomplete": lost}
 
 
-def subset(d: Path, out: Path, n: Optional[int] = None, mode: str = "first", seed: int = 0,
-           utt_list: Optional[Path] = None) -> int:
-    """The first ``n`` utterances (sorted order), ``n`` chosen at random with ``seed``
-    (deterministic), or those listed in ``utt_list`` (first field of each line)."""
-    files = load(d)
-    if "utt2spk" not in files:
-        raise RecipeError(f"{d}/utt2spk does not exist: expected a data directory")
-    keys = sorted(files["utt2spk"])
-    if utt_list is not None:
-        wanted = [e.key for e in kvfile.read_entries(utt_list)]
-        chosen = [k for k in wanted if k in files["utt2spk"]]
-        if len(chosen) < len(wanted):
-            log(TOOL, f"subset: {len(wanted) - len(chosen)} id(s) of {utt_list} are not in {d}")
-    else:
-        if n is None or n <= 0:
-            raise RecipeError("subset needs --n N (a positive number) or --utt_list FILE")
-        if n >= len(keys):
-            log(TOOL, f"subset: --n {n} >= {len(keys)} utterances in {d}; taking all")
-        chosen = keys[:n] if mode == "first" else random.Random(seed).sample(keys, min(n, len(keys)))
-    write(out, restrict(files, chosen))
-    return len(set(chosen))
-
-
 # ---------------------------------------------------------------------------------------
 # CLI
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m espnet_iml.recipe.datadir",
-        description="Validate, combine, subset and fix Kaldi-style data directories.",
+        description="Validate, combine and fix Kaldi-style data directories.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -332,14 +306,6 @@ def get_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("combine", help="union of data directories")
     c.add_argument("out", type=Path)
     c.add_argument("ins", nargs="+", type=Path)
-    s = sub.add_parser("subset", help="part of a data directory")
-    s.add_argument("dir", type=Path)
-    s.add_argument("out", type=Path)
-    s.add_argument("--n", type=int, help="number of utterances")
-    s.add_argument("--mode", choices=("first", "random"), default="first",
-                   help="first N in sorted order, or N at random (deterministic with --seed)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--utt_list", "--utt-list", type=Path, help="keep the utterances listed here")
     f = sub.add_parser("fix", help="sort and keep only complete utterances (backup in DIR/.backup)")
     f.add_argument("dir", type=Path)
     return p
@@ -383,10 +349,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                 log(TOOL, f"{r['incomplete']} utterance(s) dropped: missing from some combined file")
             log(TOOL, f"combined {len(args.ins)} director{'y' if len(args.ins) == 1 else 'ies'} "
                       f"-> {args.out} ({r['utterances']} utterances)")
-            return 0
-        if args.cmd == "subset":
-            n = subset(args.dir, args.out, args.n, args.mode, args.seed, args.utt_list)
-            log(TOOL, f"subset of {args.dir} -> {args.out} ({n} utterances)")
             return 0
         r = fix(args.dir)
         for p in r["problems"]:
