@@ -184,7 +184,7 @@ egs2/TEMPLATE/asr1/asr.sh \
 if [ -f "${results_md}" ] && [ "$(stat -c %y "${results_md}")" != "${results_before}" ]; then
     echo
     echo "Results (${results_md}):"
-    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "${results_md}"
+    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on' "${results_md}"
     if [ "${size}" = tiny ]; then
         echo "(--size tiny: a plumbing check; these error rates mean nothing)"
     fi

@@ -323,11 +323,12 @@ clock() {
 }
 
 # decoding_counts LOGDIR NJ: "<decoded utterances> <done/total per job ...>". ESPnet's beam
-# search logs "best hypo" once per utterance ("Utterance [...]" for one too short to decode).
+# search logs "best hypo: " once per utterance ("Utterance [...]" for one too short to decode;
+# not "best hypo length", a warning that can follow).
 decoding_counts() {
     local dir=$1 nj=$2 n c sum=0 per=
     for n in $(seq "${nj}"); do
-        c=$(grep -c -E "best hypo|Utterance \[" "${dir}/asr_inference.${n}.log" 2>/dev/null || true)
+        c=$(grep -c -E "best hypo: |Utterance \[" "${dir}/asr_inference.${n}.log" 2>/dev/null || true)
         sum=$((sum + ${c:-0}))
         per+=" ${c:-0}/$(nlines "${dir}/keys.${n}.scp")"
     done
@@ -748,7 +749,7 @@ if ! "${skip_eval}" && run_stage 10; then
     done
     "${python}" -m espnet_iml.recipe.results --exp_dirs "${asr_exp}" --out "${asr_exp}/RESULTS.md"
     "${python}" -m espnet_iml.recipe.results --exp_dirs "${_exps[@]}" --out "${results_md}"
-    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "${results_md}"
+    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on' "${results_md}"
     stage_end
 fi
 
