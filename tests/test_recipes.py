@@ -306,8 +306,9 @@ def test_root_run_help_errors_and_results_only_when_made(tmp_path, corpora):
     proc = subprocess.run(["./run.sh", *common, "--stop_stage", "1"], cwd=d, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OLD TABLE" not in proc.stdout and "Results (" not in proc.stdout
-    score_dir = (exp / "asr_train_asr_iml_spikeformer_tiny_fbank_bpe_unigram60"
-                 / "decode_asr_tiny_asr_model_valid.acc.ave" / "test_clean" / "score_wer")
+    # Scores of a finished run, where asr.sh looks for them (it names the experiment).
+    asr_exp = re.search(r" exp=(\S+)", proc.stdout).group(1)
+    score_dir = d / asr_exp / "decode_asr_tiny_asr_model_valid.acc.ave" / "test_clean" / "score_wer"
     score_dir.mkdir(parents=True)
     (score_dir / "score.json").write_text(json.dumps(
         {"n_snt": 2, "n_ref": 10, "err": 50.0, "sub": 30.0, "del": 10.0, "ins": 10.0, "metric": "wer"}))
