@@ -5,11 +5,13 @@
 #   ./run.sh --model conformer                 the Conformer baseline on the same data
 #   ./run.sh --recipe aishell --size tiny      AiShell-style (characters), tiny corpus
 #   ./run.sh --stage 7 --stop_stage 9 ...      any option of egs2/TEMPLATE/asr1/asr.sh
+#   ./run.sh --workdir /big/disk ...           corpora/ data/ dump/ exp/ under that directory
 #
 # Sets itself up (./setup.sh) when .venv is missing, generates the synthetic corpus into
 # corpora/<recipe>_<size> when it is missing (or uses --corpus DIR), and runs the shared stage
 # driver egs2/TEMPLATE/asr1/asr.sh with data/, dump/ and exp/ under <recipe>_<size>.
 # The results table ends up in exp/<recipe>_<size>/RESULTS.md and is printed at the end.
+# Relative --corpus and --workdir paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -17,21 +19,22 @@ recipe=librispeech      # librispeech | aishell
 model=iml_spikeformer   # iml_spikeformer | conformer | transformer
 size=small              # tiny (seconds per stage; checks the plumbing) | small (learns)
 corpus=                 # corpus directory (default: corpora/<recipe>_<size>, generated)
+workdir=                # directory for corpora/ data/ dump/ exp/ (default: the repository root)
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --recipe | --model | --size | --corpus)
+        --recipe | --model | --size | --corpus | --workdir)
             [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
             printf -v "${1#--}" '%s' "$2"
             shift 2
             ;;
-        --recipe=* | --model=* | --size=* | --corpus=*)
+        --recipe=* | --model=* | --size=* | --corpus=* | --workdir=*)
             _name=${1%%=*}
             printf -v "${_name#--}" '%s' "${1#*=}"
             shift
             ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            sed -n '2,14p' "$0"
             exit 0
             ;;
         --*=*) args+=("$1"); shift ;;
@@ -62,9 +65,10 @@ fi
 export PATH="${PWD}/.venv/bin:${PATH}"
 export PYTHONIOENCODING=UTF-8
 export LC_ALL=C
+work_root=${workdir:+${workdir%/}/}
 
 if [ -z "${corpus}" ]; then
-    corpus=corpora/${recipe}_${size}
+    corpus=${work_root}corpora/${recipe}_${size}
     # make_corpus is a no-op on a complete corpus and finishes an interrupted one.
     if [ ! -f "${corpus}/.done-${recipe}" ]; then
         echo "[run.sh] generating the ${size} ${recipe} corpus in ${corpus}"
@@ -82,6 +86,7 @@ else
     tokens=(--token_type char)
 fi
 work=${recipe}_${size}
+expdir=${work_root}exp/${work}
 nj=$(nproc)
 
 if [ "${size}" = tiny ]; then
@@ -96,10 +101,10 @@ egs2/TEMPLATE/asr1/asr.sh \
     --train_threads 1 \
     --nj "${nj}" \
     --inference_nj "${nj}" \
-    --datadir "data/${work}" \
-    --dumpdir "dump/${work}" \
-    --expdir "exp/${work}" \
-    --results_md "exp/${work}/RESULTS.md" \
+    --datadir "${work_root}data/${work}" \
+    --dumpdir "${work_root}dump/${work}" \
+    --expdir "${expdir}" \
+    --results_md "${expdir}/RESULTS.md" \
     --local_data_opts "--recipe ${recipe} --corpus ${corpus}" \
     --feats_type fbank \
     --speed_perturb_factors "0.9 1.0 1.1" \
@@ -110,10 +115,10 @@ egs2/TEMPLATE/asr1/asr.sh \
     "${args[@]}"
 
 # The scored results table (every model trained on this corpus so far).
-if [ -f "exp/${work}/RESULTS.md" ]; then
+if [ -f "${expdir}/RESULTS.md" ]; then
     echo
-    echo "Results (exp/${work}/RESULTS.md):"
-    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "exp/${work}/RESULTS.md"
+    echo "Results (${expdir}/RESULTS.md):"
+    awk '/^## Results/ { on = 1; next } /^## / { on = 0 } on && NF' "${expdir}/RESULTS.md"
     if [ "${size}" = tiny ]; then
         echo "(--size tiny: a plumbing check; these error rates mean nothing)"
     fi
