@@ -200,10 +200,12 @@ def test_cli_report_writes_table_json_plot(tree, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------
 # local/compare.sh end to end on the tiny corpus.
 
-# Kept small: two test sets, one decoding job, the energy report on one utterance.
+# Kept small: no speed perturbation, two test sets, one decoding job, the energy report on
+# one utterance.
 E2E = ["--size", "tiny", "--recipe", "librispeech", "--seeds", "0 1",
-       "--models", "iml_spikeformer conformer", "--test_sets", "test_clean test_other",
-       "--nj", "1", "--inference_nj", "1", "--energy_args", "--max_utts 1 --no_plots"]
+       "--models", "iml_spikeformer conformer", "--speed_perturb_factors", "",
+       "--test_sets", "test_clean test_other", "--nj", "1", "--inference_nj", "1",
+       "--energy_args", "--max_utts 1 --no_plots"]
 
 
 def compare_sh(args: List[str], ok: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
