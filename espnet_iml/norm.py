@@ -6,11 +6,12 @@ per-channel affine map, which is what lets it fold into the neighbouring synapti
 
 Distributed training (ours): by default each process normalizes with the statistics of its
 own share of the batch and updates its own running statistics, as torch's BatchNorm does
-under DDP. DDP copies rank 0's buffers to the other ranks before each training forward and
-ESPnet saves rank 0's model, so the running statistics that fold into the inference form
-are rank 0's. With ``sync = True`` (encoder option ``sync_norm``) the count, sum and sum of
-squares over valid positions are summed over all processes, so every process normalizes
-with, and stores, the statistics of the whole global batch (padding still excluded).
+under DDP. DDP (ESPnet's settings) copies rank 0's buffers to the other ranks at the start
+of each forward and ESPnet saves rank 0's model, so the running statistics that fold into
+the inference form are rank 0's: an average over rank 0's shares of the batches only.
+With ``sync = True`` (encoder option ``sync_norm``) the count, sum and sum of squares over
+valid positions are summed over all processes, so every process normalizes with, and
+stores, the statistics of the whole global batch (padding still excluded).
 """
 
 from typing import Optional, Tuple
