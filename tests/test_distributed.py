@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from espnet_run import run_module, synth_dataset
+from espnet_run import asr_train_args, run_module, synth_dataset
 
 ENCODER_CONF = {
     "output_size": 32,
@@ -43,6 +43,8 @@ CONFIG = {
     "batch_type": "unsorted",
     "batch_size": 3,  # 6 utterances: 2 batches of 3, each split 2 + 1 between the ranks
     "num_att_plot": 0,
+    "use_matplotlib": False,  # per-epoch plots cost seconds
+    "use_tensorboard": False,
     "num_workers": 0,
     "seed": 0,
 }
@@ -84,16 +86,6 @@ def data(tmp_path_factory):
     return synth_dataset(tmp_path_factory.mktemp("spoken"))
 
 
-def train_args(data, config: Path, exp: Path):
-    args = ["--config", config, "--output_dir", exp, "--ngpu", 0, "--token_type", "char",
-            "--token_list", data["tokens.txt"], "--use_preprocessor", "true"]
-    for split in ("train", "valid"):
-        args += [f"--{split}_data_path_and_name_and_type", f"{data['wav.scp']},speech,sound",
-                 f"--{split}_data_path_and_name_and_type", f"{data['text']},text,text",
-                 f"--{split}_shape_file", data["speech_shape"]]
-    return [str(a) for a in args]
-
-
 def test_two_process_training_all_reduces_gradients_and_decodes(data, tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
@@ -105,7 +97,7 @@ def test_two_process_training_all_reduces_gradients_and_decodes(data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                IML_RANK_DUMP=str(tmp_path / "rank{rank}.pth"))
     logs = [tmp_path / f"rank{r}.log" for r in range(2)]
-    procs = [subprocess.Popen([sys.executable, str(worker), *train_args(data, config, exp),
+    procs = [subprocess.Popen([sys.executable, str(worker), *asr_train_args(data, config, exp),
                                *dist, "--dist_rank", str(r)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=logs[r].open("w"))
