@@ -180,7 +180,6 @@ fi
 case "${token_type}" in char | bpe) ;; *) die "--token_type must be char or bpe (got ${token_type})" ;; esac
 case "${feats_normalize}" in global_mvn | utterance_mvn | none) ;; *) die "--feats_normalize must be global_mvn, utterance_mvn or none" ;; esac
 case "${energy}" in auto | true | false) ;; *) die "--energy must be auto, true or false" ;; esac
-case "${redo_decode}" in true | false) ;; *) die "--redo_decode must be true or false (got ${redo_decode})" ;; esac
 [[ "${ngpu}" =~ ^[0-9]+$ ]] || die "--ngpu must be a number"
 [[ "${num_nodes}" =~ ^[1-9][0-9]*$ ]] || die "--num_nodes must be a positive number"
 [[ "${nj}" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive number"
