@@ -105,7 +105,7 @@ class MaskedBatchNorm(_NormBase):
             # exact; the count carries no gradient.
             count = torch.full((1,), n, dtype=torch.float64, device=s1.device)
             total = all_reduce_sum(torch.cat([s1.double(), s2.double(), count]))
-            n = float(total[-1])
+            n = float(total[-1].detach())
             s1 = total[: self.num_features].to(s1.dtype)
             s2 = total[self.num_features : -1].to(s2.dtype)
         n = max(n, 1.0)

@@ -134,6 +134,8 @@ def _sync_worker(rank: int, init: str, out: str) -> None:
                     bias_grad=bn.bias.grad, running_mean=bn.running_mean,
                     running_var=bn.running_var)
         torch.save(result, f"{out}.{rank}")
+        torch.distributed.barrier()  # neither rank tears gloo down while the other uses it
+        open(f"{out}.{rank}.done", "w").close()
     finally:
         torch.distributed.destroy_process_group()
 
@@ -165,8 +167,15 @@ def _reference(channel_dim: int, ranks):
 def two_ranks(tmp_path_factory):
     """Both ranks' results, with and without sync (one spawn of 2 gloo processes)."""
     tmp = tmp_path_factory.mktemp("sync_norm")
-    torch.multiprocessing.spawn(_sync_worker, args=(f"file://{tmp}/init", str(tmp / "out")),
-                                nprocs=2)
+    try:
+        torch.multiprocessing.spawn(_sync_worker, args=(f"file://{tmp}/init", str(tmp / "out")),
+                                    nprocs=2)
+    except torch.multiprocessing.ProcessExitedException:
+        # On a busy machine gloo has (rarely) aborted a process while tearing down after
+        # the work was done ("terminate called without an active exception"): results
+        # that both ranks completed past the final barrier are still whole.
+        if not all((tmp / f"out.{r}.done").exists() for r in range(2)):
+            raise
     return [torch.load(tmp / f"out.{r}") for r in range(2)]
 
 
