@@ -116,6 +116,18 @@ def test_parsers_against_hand_values(tree):
     assert decoding_time(logdir) == (pytest.approx(2.25), pytest.approx(10.0))
 
 
+def test_learning_curve_keeps_last_report_of_each_epoch():
+    from espnet_iml.compare.curves import learning_curve
+
+    log = "\n".join(f"[vm] 2026 (trainer:394) INFO: {line}" for line in EPOCHS[0])
+    log = log.replace("[valid] loss=80.0", "[valid] loss=80.0, acc=0.5, cer_ctc=0.25")
+    points = learning_curve(log)
+    assert [(p.epoch, p.updates) for p in points] == [(1, 6), (2, 12)]
+    assert points[1].valid == {"loss": 80.0, "acc": 0.5, "cer_ctc": 0.25, "time": 2.0,
+                               "total_count": 4.0}
+    assert points[0].valid["loss"] == 89.8
+
+
 def test_collect_run(tree):
     run = collect_run("iml_spikeformer", 1, tree[("iml_spikeformer", 1)])
     assert run.errors == {("test_clean", "WER"): 14.0, ("test_other", "WER"): 30.0}
@@ -189,6 +201,7 @@ def test_cli_report_writes_table_json_plot(tree, tmp_path, capsys):
     assert iml["errors"]["test_clean WER"]["std"] == pytest.approx(math.sqrt(8))
     assert iml["ratios"]["test_clean WER"]["of_means"] == pytest.approx(1.2)
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # No run with scores at all: a clear error, exit status 1.
     empty = tmp_path / "empty"
     empty.mkdir()

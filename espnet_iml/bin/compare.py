@@ -11,7 +11,12 @@ After training and decoding, one table (markdown), its numbers (JSON) and a plot
     python -m espnet_iml.bin.compare report --run iml_spikeformer 0 exp/.../asr_compare_iml_spikeformer_seed0 \\
         --run conformer 0 exp/.../asr_compare_conformer_seed0 ... --out_dir exp/.../compare
 
-writes compare.md, compare.json and compare.png to --out_dir and prints the markdown.
+writes compare.md, compare.json, compare.png and curves.png (validation metrics against
+updates, per seed) to --out_dir and prints the markdown. The learning curves of any
+experiments alone::
+
+    python -m espnet_iml.bin.compare curve --run iml_spikeformer 0 exp/... --out curves.png
+
 Definitions of every number: espnet_iml.compare.collect and espnet_iml.compare.report.
 """
 
@@ -49,7 +54,27 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--title", default="Model comparison")
     r.add_argument("--tiny", action="store_true",
                    help="say in the report that tiny runs only check the plumbing")
+    c = sub.add_parser("curve", help="learning curves (validation metrics against updates)")
+    c.add_argument("--run", nargs=3, action="append", required=True,
+                   metavar=("MODEL", "SEED", "EXP_DIR"), help="one training run")
+    c.add_argument("--out", type=Path, required=True, help="PNG to write")
+    c.add_argument("--title", default="Training")
     return ap
+
+
+def curve(a: argparse.Namespace) -> int:
+    from espnet_iml.compare.curves import curves_of, plot_curves
+
+    runs = [(m, int(s), Path(e)) for m, s, e in a.run]
+    curves = curves_of(runs)
+    for (model, seed), points in sorted(curves.items()):
+        for p in points:
+            vals = ", ".join(f"{k}={v:.3f}" for k, v in p.valid.items() if k in ("acc", "cer_ctc"))
+            log(TOOL, f"{model} seed {seed}: epoch {p.epoch}, {p.updates} updates: {vals}")
+    if plot_curves(curves, a.out, a.title) is None:
+        raise RecipeError("no epoch results in any <exp>/train.log: nothing to plot")
+    log(TOOL, f"wrote {a.out}")
+    return 0
 
 
 def sizes(a: argparse.Namespace) -> int:
@@ -97,14 +122,18 @@ def report(a: argparse.Namespace) -> int:
     (a.out_dir / "compare.md").write_text(text, encoding="utf-8")
     (a.out_dir / "compare.json").write_text(to_json(summary), encoding="utf-8")
     plot(summary, a.out_dir / "compare.png", a.title)
+    from espnet_iml.compare.curves import curves_of, plot_curves
+
+    plot_curves(curves_of([(m, int(s), Path(e)) for m, s, e in a.run]),
+                a.out_dir / "curves.png", a.title)
     print(text)
-    log(TOOL, f"wrote {a.out_dir}/compare.md, compare.json, compare.png")
+    log(TOOL, f"wrote {a.out_dir}/compare.md, compare.json, compare.png, curves.png")
     return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     a = get_parser().parse_args(argv)
-    return run_cli(TOOL, lambda: sizes(a) if a.command == "sizes" else report(a))
+    return run_cli(TOOL, lambda: {"sizes": sizes, "report": report, "curve": curve}[a.command](a))
 
 
 if __name__ == "__main__":
