@@ -5,13 +5,15 @@
 #   ./run.sh --model conformer                 the Conformer baseline on the same data
 #   ./run.sh --recipe aishell --size tiny      AiShell-style (characters), tiny corpus
 #   ./run.sh --stage 7 --stop_stage 9 ...      any option of egs2/TEMPLATE/asr1/asr.sh
+#   ./run.sh --workdir /big/disk ...           corpora/ data/ dump/ exp/ under that directory
 #   ./run.sh --help                            recipes, models, sizes and common options
 #
 # Sets itself up (./setup.sh) when .venv is missing, generates the synthetic corpus into
 # corpora/<recipe>_<size> when it is missing (or uses --corpus DIR), and runs the shared stage
 # driver egs2/TEMPLATE/asr1/asr.sh with data/, dump/ and exp/ under <recipe>_<size>.
 # The results table ends up in exp/<recipe>_<size>/RESULTS.md and is printed at the end
-# when this run wrote it.
+# when this run wrote it. Relative --corpus and --workdir paths are relative to the
+# repository root.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -19,6 +21,7 @@ recipe=librispeech      # librispeech | aishell
 model=iml_spikeformer   # any <model> with a config (see --help)
 size=small              # tiny (seconds per stage; checks the plumbing) | small (learns)
 corpus=                 # corpus directory (default: corpora/<recipe>_<size>, generated)
+workdir=                # directory for corpora/ data/ dump/ exp/ (default: the repository root)
 local_data_opts=        # extra options for local/data.sh (e.g. "--train_sets train-clean-100")
 recipes="librispeech aishell"
 sizes="small tiny"
@@ -55,6 +58,7 @@ The small end-to-end recipe: a generated corpus -> features -> model -> scores.
   --size S     small (default: learns) | tiny (seconds per stage: checks the plumbing,
                the scores mean nothing)
   --corpus DIR a corpus in the released layout instead of the generated corpora/<recipe>_<size>
+  --workdir DIR  corpora/ data/ dump/ exp/ under DIR (default: the repository root)
   --local_data_opts "..."  passed on to the recipe's local/data.sh, e.g.
                "--train_sets 'train-clean-100 train-clean-360'" (LibriSpeech)
 
@@ -71,8 +75,9 @@ Common options:
   --energy false             skip the energy report (stage 11)
 Every other option: egs2/TEMPLATE/asr1/asr.sh --help
 
-Outputs go to data/<recipe>_<size>, dump/<recipe>_<size> and exp/<recipe>_<size>. The
-results table exp/<recipe>_<size>/RESULTS.md is printed at the end when this run wrote it.
+Outputs go to data/<recipe>_<size>, dump/<recipe>_<size> and exp/<recipe>_<size> (under
+--workdir if given). The results table exp/<recipe>_<size>/RESULTS.md is printed at the end
+when this run wrote it.
 EOF
 }
 
@@ -87,12 +92,12 @@ bad_value() {
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --recipe | --model | --size | --corpus | --local_data_opts)
+        --recipe | --model | --size | --corpus | --workdir | --local_data_opts)
             [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
             printf -v "${1#--}" '%s' "$2"
             shift 2
             ;;
-        --recipe=* | --model=* | --size=* | --corpus=* | --local_data_opts=*)
+        --recipe=* | --model=* | --size=* | --corpus=* | --workdir=* | --local_data_opts=*)
             _name=${1%%=*}
             printf -v "${_name#--}" '%s' "${1#*=}"
             shift
@@ -130,9 +135,10 @@ fi
 export PATH="${PWD}/.venv/bin:${PATH}"
 export PYTHONIOENCODING=UTF-8
 export LC_ALL=C
+work_root=${workdir:+${workdir%/}/}
 
 if [ -z "${corpus}" ]; then
-    corpus=corpora/${recipe}_${size}
+    corpus=${work_root}corpora/${recipe}_${size}
     # make_corpus is a no-op on a complete corpus and finishes an interrupted one.
     if [ ! -f "${corpus}/.done-${recipe}" ]; then
         echo "[run.sh] generating the ${size} ${recipe} corpus in ${corpus}"
@@ -150,6 +156,7 @@ else
     tokens=(--token_type char)
 fi
 work=${recipe}_${size}
+expdir=${work_root}exp/${work}
 nj=$(nproc)
 
 if [ "${size}" = tiny ]; then
@@ -157,7 +164,7 @@ if [ "${size}" = tiny ]; then
     echo "[run.sh]       its error rates mean nothing. The default --size small is the benchmark."
 fi
 
-results_md=exp/${work}/RESULTS.md
+results_md=${expdir}/RESULTS.md
 results_before=$(stat -c %y "${results_md}" 2>/dev/null || echo none)
 
 # One torch thread for CPU training by default: on a shared 2-core machine, two threads were
@@ -167,9 +174,9 @@ egs2/TEMPLATE/asr1/asr.sh \
     --train_threads 1 \
     --nj "${nj}" \
     --inference_nj "${nj}" \
-    --datadir "data/${work}" \
-    --dumpdir "dump/${work}" \
-    --expdir "exp/${work}" \
+    --datadir "${work_root}data/${work}" \
+    --dumpdir "${work_root}dump/${work}" \
+    --expdir "${expdir}" \
     --results_md "${results_md}" \
     --local_data_opts "--recipe ${recipe} --corpus $(printf '%q' "${corpus}") ${local_data_opts}" \
     --feats_type fbank \

@@ -18,6 +18,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet_iml.block import SpikingBlock
 from espnet_iml.hdm import decay_exponents
 from espnet_iml.imls import IMLSNeuron
+from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.subsampling import SpikingConv2dSubsampling, time_mask
 
 try:  # ESPnet 202511 keeps it here; later releases moved it under espnet2.legacy
@@ -55,6 +56,8 @@ class IMLSpikeformerEncoder(AbsEncoder):
         hdm_low, hdm_high, hdm_span: decay schedule, see espnet_iml.hdm (ours).
         interctc_layer_idx: blocks (1-based) whose output feeds intermediate CTC.
         interctc_use_conditioning: self-conditioned CTC (add CTC posteriors back).
+        sync_norm: under distributed training, the masked BatchNorms take their statistics
+            over all processes' valid frames (ours; see espnet_iml.norm). False: per process.
     """
 
     @typechecked
@@ -80,6 +83,7 @@ class IMLSpikeformerEncoder(AbsEncoder):
         hdm_span: float = 3.0,
         interctc_layer_idx: List[int] = [],
         interctc_use_conditioning: bool = False,
+        sync_norm: bool = False,
         **unknown,
     ):
         super().__init__()
@@ -126,6 +130,9 @@ class IMLSpikeformerEncoder(AbsEncoder):
             for i in range(num_blocks)
         )
         self.after_norm = nn.LayerNorm(output_size)
+        for m in self.modules():
+            if isinstance(m, MaskedBatchNorm):
+                m.sync = sync_norm
         self.interctc_layer_idx = interctc_layer_idx
         self.interctc_use_conditioning = interctc_use_conditioning
         self.conditioning_layer = None  # set by ESPnetASRModel when conditioning is used

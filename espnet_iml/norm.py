@@ -3,28 +3,71 @@
 Plain BatchNorm in training mode mixes padded frames into the batch statistics, so an
 utterance would normalize differently beside a longer one. In eval mode a BatchNorm is a
 per-channel affine map, which is what lets it fold into the neighbouring synaptic layer.
+
+Distributed training (ours): by default each process normalizes with the statistics of its
+own share of the batch and updates its own running statistics, as torch's BatchNorm does
+under DDP. DDP (ESPnet's settings) copies rank 0's buffers to the other ranks at the start
+of each forward and ESPnet saves rank 0's model, so the running statistics that fold into
+the inference form are rank 0's: an average over rank 0's shares of the batches only.
+With ``sync = True`` (encoder option ``sync_norm``) the count, sum and sum of squares over
+valid positions are summed over all processes, so every process normalizes with, and
+stores, the statistics of the whole global batch (padding still excluded).
 """
 
 from typing import Optional, Tuple
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 
-class MaskedBatchNorm(nn.BatchNorm1d):
+def distributed_world() -> int:
+    """Number of processes of the initialized default process group (1 when none)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over all processes, differentiable: the gradient of every process's
+    input is the sum of all processes' output gradients (torch.distributed.nn)."""
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(x, op=torch.distributed.ReduceOp.SUM)
+
+
+class MaskedBatchNorm(_NormBase):
     """BatchNorm over a tensor with channels at ``channel_dim`` and a validity mask.
+
+    It has torch BatchNorm's parameters, buffers and state-dict keys but is deliberately not
+    a ``torch.nn.modules.batchnorm._BatchNorm``: torch's tools that swap BatchNorms by type
+    (``torch.nn.SyncBatchNorm.convert_sync_batchnorm``) would replace it with a layer that
+    knows neither the mask nor the channel layout, so they leave it alone (ours).
 
     Args:
         num_features: number of channels.
         channel_dim: where the channels are (-1 for (B, T, C); 1 for (B, C, T, F)).
         eps, momentum: as torch.nn.BatchNorm1d.
+        sync: in training under an initialized torch.distributed process group of more
+            than one process, compute the statistics over all processes' valid positions
+            (every process must then run the same number of training forwards, as
+            ESPnet's trainer does).
     """
 
     def __init__(
-        self, num_features: int, channel_dim: int = -1, eps: float = 1e-5, momentum: float = 0.1
+        self,
+        num_features: int,
+        channel_dim: int = -1,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        sync: bool = False,
     ):
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.channel_dim = channel_dim
+        self.sync = sync
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", channel_dim={self.channel_dim}, sync={self.sync}"
 
     def _shape(self, x: torch.Tensor) -> list:
         shape = [1] * x.dim()
@@ -55,10 +98,19 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         else:
             m = mask.to(xf.dtype)
             n = float(m.sum()) * (xf.numel() / max(m.numel(), 1)) / self.num_features
-            n = max(n, 1.0)
             xm = xf * m
-        mean = xm.sum(dims) / n
-        var = ((xm * xf).sum(dims) / n - mean * mean).clamp_min(0.0)
+        s1, s2 = xm.sum(dims), (xm * xf).sum(dims)
+        if self.sync and distributed_world() > 1:
+            # One collective for all three, in float64 so that counts of many millions stay
+            # exact; the count carries no gradient.
+            count = torch.full((1,), n, dtype=torch.float64, device=s1.device)
+            total = all_reduce_sum(torch.cat([s1.double(), s2.double(), count]))
+            n = float(total[-1].detach())
+            s1 = total[: self.num_features].to(s1.dtype)
+            s2 = total[self.num_features : -1].to(s2.dtype)
+        n = max(n, 1.0)
+        mean = s1 / n
+        var = (s2 / n - mean * mean).clamp_min(0.0)
         with torch.no_grad():
             self.num_batches_tracked += 1
             unbiased = var * (n / max(n - 1.0, 1.0))

@@ -61,3 +61,17 @@ def run_module(module: str, args: List[str], cwd: Path, timeout: int = 600):
 def run_script(script: Path, args: List[str], cwd: Path, timeout: int = 600):
     """Run ``python script args`` with the test interpreter; fail with its log on error."""
     return _run([script, *args], cwd, timeout)
+
+
+def asr_train_args(data: Dict[str, Path], config: Path, exp: Path,
+                   train: Dict[str, Path] = None) -> List[str]:
+    """espnet_iml.bin.asr_train arguments for the synthetic set (char tokens, CPU): training
+    on ``train`` (default: ``data``), validation on ``data``."""
+    train = train or data
+    args = ["--config", config, "--output_dir", exp, "--ngpu", 0, "--token_type", "char",
+            "--token_list", data["tokens.txt"], "--use_preprocessor", "true"]
+    for split, d in (("train", train), ("valid", data)):
+        args += [f"--{split}_data_path_and_name_and_type", f"{d['wav.scp']},speech,sound",
+                 f"--{split}_data_path_and_name_and_type", f"{d['text']},text,text",
+                 f"--{split}_shape_file", d["speech_shape"]]
+    return [str(a) for a in args]

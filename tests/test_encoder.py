@@ -7,6 +7,7 @@ import torch
 from espnet_iml.attention import HDRepSSA
 from espnet_iml.encoder import IMLSpikeformerEncoder
 from espnet_iml.hdm import decay_exponents, decay_gammas, decay_mask
+from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.rep import LinearBN, RepTemporalProjection
 
 SMALL = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=2, qkv_conv_kernel=5)
@@ -17,7 +18,7 @@ def _trained_like(module, *inputs, steps=3):
     and randomize BN affine parameters, then switch to eval."""
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
+            if isinstance(m, MaskedBatchNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
     module.train()

@@ -21,6 +21,7 @@ from espnet_iml.energy import (
     matmul_macs,
 )
 from espnet_iml.imls import IMLSNeuron
+from espnet_iml.norm import MaskedBatchNorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=2, qkv_conv_kernel=5)
@@ -221,7 +222,7 @@ def _encoder(**kw):
     enc = IMLSpikeformerEncoder(80, **SMALL, **kw).double()
     with torch.no_grad():  # non-trivial BatchNorm so that folding changes the weights
         for m in enc.modules():
-            if isinstance(m, nn.BatchNorm1d):
+            if isinstance(m, MaskedBatchNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
                 m.running_mean.uniform_(-0.2, 0.2)

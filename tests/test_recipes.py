@@ -224,6 +224,47 @@ def test_rerun_finished_stages(aishell):
     assert table() == results
 
 
+def test_rerun_decoding_skips_finished_work(aishell):
+    """Stage 8 again: finished sets are skipped; after an interrupted run only the jobs that
+    did not finish run again; a set without its output is decoded alone."""
+    d, env, _ = aishell
+    args = [*COMMON, *TINY["aishell"], "--stage", "8", "--stop_stage", "8"]
+    decode = next(exp_dir(d).glob("decode_*"))
+    logdir = decode / "logdir"
+    sets = TEST_SETS["aishell"]
+    texts = {s: (decode / s / "text").read_text() for s in sets}
+
+    def mtime(path: Path) -> int:
+        return path.stat().st_mtime_ns
+
+    before = {s: mtime(decode / s / "text") for s in sets}
+    proc = run(d, args, env)
+    assert "every test set is already decoded" in proc.stdout
+    assert all(f"{s}: already decoded" in proc.stdout for s in sets)
+    assert {s: mtime(decode / s / "text") for s in sets} == before
+
+    # The state a kill leaves behind: job 1 finished, job 2 did not, no per-set output yet.
+    (logdir / "output.2" / "decode.done").unlink()
+    for s in sets:
+        (decode / s / "decode.done").unlink()
+    job_logs = [mtime(logdir / f"asr_inference.{n}.log") for n in (1, 2)]
+    proc = run(d, args, env)
+    assert "(1 finished by an earlier run)" in proc.stdout
+    assert mtime(logdir / "asr_inference.1.log") == job_logs[0]
+    assert mtime(logdir / "asr_inference.2.log") != job_logs[1]
+    assert {s: (decode / s / "text").read_text() for s in sets} == texts
+
+    # One set without its completion mark: only that set is decoded (one job, to save time:
+    # the job count is not part of what a set's output depends on).
+    (decode / "test" / "decode.done").unlink()
+    dev = mtime(decode / "dev" / "text")
+    proc = run(d, [*args, "--inference_nj", "1"], env)
+    assert "dev: already decoded" in proc.stdout and "utterances of test," in proc.stdout
+    assert mtime(decode / "dev" / "text") == dev
+    assert (decode / "test" / "text").read_text() == texts["test"]
+    run(d, [*COMMON, *TINY["aishell"], "--stage", "9", "--stop_stage", "9"], env)
+
+
 @pytest.mark.parametrize("recipe", ["aishell", "librispeech"])
 def test_stage_before_its_inputs_names_the_missing_stage(recipe, tmp_path, corpora):
     d = recipe_copy(tmp_path, recipe)

@@ -14,13 +14,14 @@
 #   5  token list                 ${datadir}/token_list/{char,bpe_<mode><n>}/tokens.txt
 #   6  ESPnet statistics          ${expdir}/asr_stats_*/            (shapes; feats_stats.npz: global MVN)
 #   7  training                   ${expdir}/asr_<tag>/              (resumes from checkpoint.pth)
-#   8  decoding                   ${expdir}/asr_<tag>/<inference_tag>/<set>/text
+#   8  decoding                   ${expdir}/asr_<tag>/<inference_tag>/<set>/text  (skips finished sets)
 #   9  scoring                    .../<set>/score_{cer,wer}/{result.txt,score.json}
 #  10  results table              RESULTS.md (recipe directory) and ${expdir}/asr_<tag>/RESULTS.md
 #  11  energy report (optional)   .../<inference_tag>/energy/       (espnet_iml.bin.energy)
 #
 # Every stage checks that its inputs exist (and names the stage that makes them), replaces its
-# own outputs when re-run, and prints its wall time.
+# own outputs when re-run (stage 8 skips sets already decoded with the same model and options),
+# and prints its wall time.
 set -euo pipefail
 
 TEMPLATE_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -99,6 +100,8 @@ inference_args=         # Extra arguments for asr_inference.
 inference_tag=          # Decoding dir name (default: derived from config and model).
 inference_asr_model=valid.acc.ave.pth  # Checkpoint in ${asr_exp} to decode with.
 batch_size=1
+redo_decode=false       # Decode every test set again (default: skip sets already decoded with
+                        # the same model and options, and finished jobs of an interrupted run).
 score_units=auto        # Units to score: "char", "word" or both; auto: char for --token_type
                         # char, word otherwise.
 
@@ -145,6 +148,7 @@ Model:
 Decoding:
   --inference_config YAML --inference_args "..." --inference_tag TAG
   --inference_asr_model FILE (default ${inference_asr_model}) --batch_size N
+  --redo_decode true|false      decode sets again that are already decoded (default ${redo_decode})
   --score_units auto|char|word|"word char"
 Energy:
   --energy auto|true|false --energy_args "..."
@@ -619,9 +623,13 @@ if ! "${skip_train}" && run_stage 7; then
 fi
 
 # 8. Decoding
-# All test sets are decoded together: their feature lists are joined (keys prefixed with the
-# set's index), cut into --inference_nj pieces, decoded by that many asr_inference processes
-# (one model load each), and the 1-best outputs are split back per set.
+# All test sets still to decode are decoded together: their feature lists are joined (keys
+# prefixed with the set's index), cut into --inference_nj pieces, decoded by that many
+# asr_inference processes (one model load each), and the 1-best outputs are split back per set.
+# A re-run skips finished work (ours): a set whose <set>/decode.done records the same model,
+# training config, decoding options and feature list is not decoded again, and after an
+# interrupted run the jobs that finished (logdir/output.N/decode.done) are not run again.
+# --redo_decode true decodes every set again.
 if ! "${skip_eval}" && run_stage 8; then
     stage_begin 8 "decoding ${asr_exp}/${inference_asr_model}: ${test_sets}"
     need "${asr_exp}/config.yaml" 7 "the training config written by ESPnet"
@@ -635,66 +643,104 @@ if ! "${skip_eval}" && run_stage 8; then
     [ -n "${inference_config}" ] && _opts+=(--config "${inference_config}")
     _ddir=${asr_exp}/${inference_tag}
     _logdir=${_ddir}/logdir
-    rm -rf "${_logdir:?}"
-    mkdir -p "${_logdir}"
-    _i=0
+    # What a set's hypotheses depend on (checksums of the files, the options as given).
+    _stamp="model=$(cksum <"${asr_exp}/${inference_asr_model}") config=$(cksum <"${asr_exp}/config.yaml")"
+    [ -n "${inference_config}" ] && _stamp+=" decode=$(cksum <"${inference_config}")"
+    _stamp+=" args=${inference_args} batch_size=${batch_size} gpu=${gpu_inference}"
+    _todo=()
     for dset in ${test_sets}; do
-        _i=$((_i + 1))
-        rm -rf "${_ddir:?}/${dset}"
-        mkdir -p "${_ddir}/${dset}"
-        awk -v i="${_i}" '{ print i "@" $0 }' "${data_feats}/${dset}/feats.scp"
-    done >"${_logdir}/feats.scp"
-    _nj=$(min "${inference_nj}" "$(nlines "${_logdir}/feats.scp")")
-    split_keys "${_logdir}/feats.scp" "${_nj}" "${_logdir}/keys"
-    : >"${_logdir}/cmds"
-    for n in $(seq "${_nj}"); do
-        # shellcheck disable=SC2086
-        echo "OMP_NUM_THREADS=1 $(q "${python}" -m espnet_iml.bin.asr_inference \
-            --batch_size "${batch_size}" --ngpu "${_ngpu}" \
-            --data_path_and_name_and_type "${_logdir}/feats.scp,speech,kaldi_ark" \
-            --key_file "${_logdir}/keys.${n}.scp" \
-            --asr_train_config "${asr_exp}/config.yaml" \
-            --asr_model_file "${asr_exp}/${inference_asr_model}" \
-            --output_dir "${_logdir}/output.${n}" "${_opts[@]}") ${inference_args} \
-            >$(q "${_logdir}/asr_inference.${n}.log") 2>&1" >>"${_logdir}/cmds"
+        _done=${_ddir}/${dset}/decode.done
+        if ! "${redo_decode}" && [ -f "${_done}" ] && [ -f "${_ddir}/${dset}/text" ] \
+            && [ "$(cat "${_done}")" = "${_stamp} feats=$(cksum <"${data_feats}/${dset}/feats.scp")" ]; then
+            log "${dset}: already decoded with this model and these options; skipped (--redo_decode true decodes it again)"
+        else
+            _todo+=("${dset}")
+        fi
     done
-    log "$(nlines "${_logdir}/feats.scp") utterances, ${_nj} decoding job(s); logs: ${_logdir}/asr_inference.*.log"
-    run_parallel "${_nj}" "${_logdir}/cmds" &
-    if ! decoding_progress $! "${_logdir}" "${_nj}"; then
-        for n in $(seq "${_nj}"); do
-            grep -q -E "Error|Traceback" "${_logdir}/asr_inference.${n}.log" \
-                && fail_with_log "${_logdir}/asr_inference.${n}.log" "decoding failed (log: ${_logdir}/asr_inference.${n}.log)"
+    if [ ${#_todo[@]} -eq 0 ]; then
+        log "every test set is already decoded: nothing to do"
+    else
+        # Finished jobs are reused only when the job split is the same (same sets, same nj).
+        _jobs="${_stamp} sets=${_todo[*]} nj=${inference_nj}"
+        for dset in "${_todo[@]}"; do
+            _jobs+=" ${dset}=$(cksum <"${data_feats}/${dset}/feats.scp")"
         done
-        die "decoding failed (logs: ${_logdir}/asr_inference.*.log)"
-    fi
-    # Split the merged 1-best outputs back into one directory per test set.
-    _outs=()
-    _i=0
-    for dset in ${test_sets}; do
-        _i=$((_i + 1))
-        _outs+=("${_i}=${_ddir}/${dset}")
-    done
-    for f in token token_int score text; do
-        [ -f "${_logdir}/output.1/1best_recog/${f}" ] || continue
+        if "${redo_decode}" || [ ! -f "${_logdir}/jobs.stamp" ] || [ "$(cat "${_logdir}/jobs.stamp")" != "${_jobs}" ]; then
+            rm -rf "${_logdir:?}"
+        fi
+        mkdir -p "${_logdir}"
+        printf '%s\n' "${_jobs}" >"${_logdir}/jobs.stamp"
+        _i=0
+        for dset in "${_todo[@]}"; do
+            _i=$((_i + 1))
+            rm -rf "${_ddir:?}/${dset}"
+            mkdir -p "${_ddir}/${dset}"
+            awk -v i="${_i}" '{ print i "@" $0 }' "${data_feats}/${dset}/feats.scp"
+        done >"${_logdir}/feats.scp"
+        _nj=$(min "${inference_nj}" "$(nlines "${_logdir}/feats.scp")")
+        split_keys "${_logdir}/feats.scp" "${_nj}" "${_logdir}/keys"
+        : >"${_logdir}/cmds"
+        _reused=0
         for n in $(seq "${_nj}"); do
-            cat "${_logdir}/output.${n}/1best_recog/${f}"
-        done | awk -v f="${f}" -v sets="${_outs[*]}" '
-            BEGIN { n = split(sets, a, " "); for (k = 1; k <= n; k++) { p = index(a[k], "="); dir[substr(a[k], 1, p - 1)] = substr(a[k], p + 1) } }
-            { p = index($0, "@"); print substr($0, p + 1) > (dir[substr($0, 1, p - 1)] "/" f ".unsorted") }'
-        for dset in ${test_sets}; do
-            if [ -f "${_ddir}/${dset}/${f}.unsorted" ]; then
-                sort -k1,1 "${_ddir}/${dset}/${f}.unsorted" >"${_ddir}/${dset}/${f}"
-                rm "${_ddir}/${dset}/${f}.unsorted"
+            if [ -f "${_logdir}/output.${n}/decode.done" ]; then
+                _reused=$((_reused + 1))
+                continue
             fi
+            rm -rf "${_logdir:?}/output.${n}"
+            # shellcheck disable=SC2086
+            echo "OMP_NUM_THREADS=1 $(q "${python}" -m espnet_iml.bin.asr_inference \
+                --batch_size "${batch_size}" --ngpu "${_ngpu}" \
+                --data_path_and_name_and_type "${_logdir}/feats.scp,speech,kaldi_ark" \
+                --key_file "${_logdir}/keys.${n}.scp" \
+                --asr_train_config "${asr_exp}/config.yaml" \
+                --asr_model_file "${asr_exp}/${inference_asr_model}" \
+                --output_dir "${_logdir}/output.${n}" "${_opts[@]}") ${inference_args} \
+                >$(q "${_logdir}/asr_inference.${n}.log") 2>&1 && touch $(q "${_logdir}/output.${n}/decode.done")" \
+                >>"${_logdir}/cmds"
         done
-    done
-    for dset in ${test_sets}; do
-        [ -f "${_ddir}/${dset}/text" ] || die "decoding wrote no hypotheses for ${dset} (logs: ${_logdir}/asr_inference.*.log)"
-        _n_ref=$(nlines "${data_feats}/${dset}/feats.scp")
-        _n_hyp=$(nlines "${_ddir}/${dset}/text")
-        [ "${_n_hyp}" -eq "${_n_ref}" ] || log "warning: ${dset}: ${_n_hyp} hypotheses for ${_n_ref} utterances"
-        log "${dset}: ${_n_hyp} hypotheses -> ${_ddir}/${dset}/text"
-    done
+        _note=
+        [ "${_reused}" -gt 0 ] && _note=" (${_reused} finished by an earlier run)"
+        log "$(nlines "${_logdir}/feats.scp") utterances of ${_todo[*]}, ${_nj} decoding job(s)${_note}; logs: ${_logdir}/asr_inference.*.log"
+        if [ -s "${_logdir}/cmds" ]; then
+            run_parallel "${_nj}" "${_logdir}/cmds" &
+            if ! decoding_progress $! "${_logdir}" "${_nj}"; then
+                for n in $(seq "${_nj}"); do
+                    grep -q -E "Error|Traceback" "${_logdir}/asr_inference.${n}.log" 2>/dev/null \
+                        && fail_with_log "${_logdir}/asr_inference.${n}.log" "decoding failed (log: ${_logdir}/asr_inference.${n}.log)"
+                done
+                die "decoding failed (logs: ${_logdir}/asr_inference.*.log)"
+            fi
+        fi
+        # Split the merged 1-best outputs back into one directory per test set.
+        _outs=()
+        _i=0
+        for dset in "${_todo[@]}"; do
+            _i=$((_i + 1))
+            _outs+=("${_i}=${_ddir}/${dset}")
+        done
+        for f in token token_int score text; do
+            [ -f "${_logdir}/output.1/1best_recog/${f}" ] || continue
+            for n in $(seq "${_nj}"); do
+                cat "${_logdir}/output.${n}/1best_recog/${f}"
+            done | awk -v f="${f}" -v sets="${_outs[*]}" '
+                BEGIN { n = split(sets, a, " "); for (k = 1; k <= n; k++) { p = index(a[k], "="); dir[substr(a[k], 1, p - 1)] = substr(a[k], p + 1) } }
+                { p = index($0, "@"); print substr($0, p + 1) > (dir[substr($0, 1, p - 1)] "/" f ".unsorted") }'
+            for dset in "${_todo[@]}"; do
+                if [ -f "${_ddir}/${dset}/${f}.unsorted" ]; then
+                    sort -k1,1 "${_ddir}/${dset}/${f}.unsorted" >"${_ddir}/${dset}/${f}"
+                    rm "${_ddir}/${dset}/${f}.unsorted"
+                fi
+            done
+        done
+        for dset in "${_todo[@]}"; do
+            [ -f "${_ddir}/${dset}/text" ] || die "decoding wrote no hypotheses for ${dset} (logs: ${_logdir}/asr_inference.*.log)"
+            _n_ref=$(nlines "${data_feats}/${dset}/feats.scp")
+            _n_hyp=$(nlines "${_ddir}/${dset}/text")
+            [ "${_n_hyp}" -eq "${_n_ref}" ] || log "warning: ${dset}: ${_n_hyp} hypotheses for ${_n_ref} utterances"
+            printf '%s\n' "${_stamp} feats=$(cksum <"${data_feats}/${dset}/feats.scp")" >"${_ddir}/${dset}/decode.done"
+            log "${dset}: ${_n_hyp} hypotheses -> ${_ddir}/${dset}/text"
+        done
+    fi
     stage_end
 fi
 

@@ -1,0 +1,140 @@
+"""The model comparison of local/compare.sh: size check before training, report after.
+
+Before training, build each model from its config and check that the baselines are within
+±10 % of the spiking model's parameters (a warning, not an error)::
+
+    python -m espnet_iml.bin.compare sizes --config iml_spikeformer conf/train_asr_iml_spikeformer_small.yaml \\
+        --config conformer conf/train_asr_conformer_small.yaml --token_list data/.../tokens.txt
+
+After training and decoding, one table (markdown), its numbers (JSON) and a plot (PNG)::
+
+    python -m espnet_iml.bin.compare report --run iml_spikeformer 0 exp/.../asr_compare_iml_spikeformer_seed0 \\
+        --run conformer 0 exp/.../asr_compare_conformer_seed0 ... --out_dir exp/.../compare
+
+writes compare.md, compare.json, compare.png and curves.png (validation metrics against
+updates, per seed) to --out_dir and prints the markdown. The learning curves of any
+experiments alone::
+
+    python -m espnet_iml.bin.compare curve --run iml_spikeformer 0 exp/... --out curves.png
+
+Definitions of every number: espnet_iml.compare.collect and espnet_iml.compare.report.
+"""
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_iml.recipe.common import RecipeError, log, run_cli
+
+TOOL = "compare"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=f"python -m espnet_iml.bin.{TOOL}",
+                                 description="Multi-seed model comparison: size check and report.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    sub = ap.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--spiking", default="iml_spikeformer",
+                        help="the model whose parameter count the others must match")
+    common.add_argument("--tolerance", type=float, default=0.10,
+                        help="allowed relative parameter difference to --spiking")
+    s = sub.add_parser("sizes", parents=[common], help="parameter counts of configs")
+    s.add_argument("--config", nargs=2, action="append", required=True,
+                   metavar=("MODEL", "YAML"), help="a model name and its training config")
+    s.add_argument("--token_list", type=Path, required=True, help="tokens.txt of the recipe")
+    r = sub.add_parser("report", parents=[common], help="table and plot of finished runs")
+    r.add_argument("--run", nargs=3, action="append", required=True,
+                   metavar=("MODEL", "SEED", "EXP_DIR"), help="one trained and decoded run")
+    r.add_argument("--out_dir", type=Path, required=True)
+    r.add_argument("--reference", default="conformer", help="model the error ratios refer to")
+    r.add_argument("--title", default="Model comparison")
+    r.add_argument("--tiny", action="store_true",
+                   help="say in the report that tiny runs only check the plumbing")
+    c = sub.add_parser("curve", help="learning curves (validation metrics against updates)")
+    c.add_argument("--run", nargs=3, action="append", required=True,
+                   metavar=("MODEL", "SEED", "EXP_DIR"), help="one training run")
+    c.add_argument("--out", type=Path, required=True, help="PNG to write")
+    c.add_argument("--title", default="Training")
+    return ap
+
+
+def curve(a: argparse.Namespace) -> int:
+    from espnet_iml.compare.curves import curves_of, plot_curves
+
+    runs = [(m, int(s), Path(e)) for m, s, e in a.run]
+    curves = curves_of(runs)
+    for (model, seed), points in sorted(curves.items()):
+        for p in points:
+            vals = ", ".join(f"{k}={v:.3f}" for k, v in p.valid.items() if k in ("acc", "cer_ctc"))
+            log(TOOL, f"{model} seed {seed}: epoch {p.epoch}, {p.updates} updates: {vals}")
+    if plot_curves(curves, a.out, a.title) is None:
+        raise RecipeError("no epoch results in any <exp>/train.log: nothing to plot")
+    log(TOOL, f"wrote {a.out}")
+    return 0
+
+
+def sizes(a: argparse.Namespace) -> int:
+    from espnet_iml.bin.model_info import build_model, count_parameters
+    from espnet_iml.compare.report import size_check
+
+    for model, cfg in a.config:
+        if not Path(cfg).is_file():
+            raise RecipeError(f"--config {model} {cfg}: no such file")
+    if not a.token_list.is_file():
+        raise RecipeError(f"--token_list {a.token_list}: no such file (asr.sh stage 5 writes it)")
+    params = {}
+    for model, cfg in a.config:
+        # ESPnet prints import notices on stdout; stdout is this tool's report.
+        with contextlib.redirect_stdout(sys.stderr):
+            params[model] = float(count_parameters(build_model(Path(cfg), a.token_list))["total"])
+    rel, warnings = size_check(params, a.spiking, a.tolerance)
+    for model, n in params.items():
+        diff = f" ({rel[model] * 100:+.1f} % against {a.spiking})" if model in rel else ""
+        log(TOOL, f"{model}: {n / 1e6:.3f} M parameters{diff}")
+    for w in warnings:
+        log(TOOL, f"WARNING: {w}")
+    return 0
+
+
+def report(a: argparse.Namespace) -> int:
+    from espnet_iml.compare.collect import collect_run
+    from espnet_iml.compare.report import markdown, plot, summarize, to_json
+
+    runs, models = [], []
+    for model, seed, exp in a.run:
+        if not seed.isdigit():
+            raise RecipeError(f"--run {model} {seed} {exp}: the seed must be a number")
+        if not Path(exp).is_dir():
+            log(TOOL, f"warning: {exp} does not exist (not trained yet?); left out")
+        runs.append(collect_run(model, int(seed), Path(exp)))
+        if model not in models:
+            models.append(model)
+    if not any(r.errors for r in runs):
+        raise RecipeError("no run has scores (<exp>/<decode>/<test set>/score_*/score.json): "
+                          "train, decode and score first (asr.sh stages 7-9)")
+    summary = summarize(runs, models, a.reference, a.spiking, a.tolerance)
+    text = markdown(summary, a.title, tiny=a.tiny)
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    (a.out_dir / "compare.md").write_text(text, encoding="utf-8")
+    (a.out_dir / "compare.json").write_text(to_json(summary), encoding="utf-8")
+    plot(summary, a.out_dir / "compare.png", a.title)
+    from espnet_iml.compare.curves import curves_of, plot_curves
+
+    plot_curves(curves_of([(m, int(s), Path(e)) for m, s, e in a.run]),
+                a.out_dir / "curves.png", a.title)
+    print(text)
+    log(TOOL, f"wrote {a.out_dir}/compare.md, compare.json, compare.png, curves.png")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = get_parser().parse_args(argv)
+    return run_cli(TOOL, lambda: {"sizes": sizes, "report": report, "curve": curve}[a.command](a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
