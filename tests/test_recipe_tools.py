@@ -360,11 +360,12 @@ def test_datadir_fix_combine_subset(tmp_path, capsys):
     assert lines(tmp_path / "r1" / "spk2utt") == ["s " + " ".join(sorted(r1))]
 
 
-@pytest.mark.parametrize("name, zero, one", [("utt2num_samples", "0", "1"),
-                                             ("utt2num_frames", "0", "1"),
-                                             ("feats_shape", "0,80", "1,80"),
-                                             ("utt2dur", "0.0", "0.01")])
-def test_datadir_rejects_and_fix_drops_zero_length_utterances(tmp_path, name, zero, one):
+@pytest.mark.parametrize("name, zero, one, malformed", [("utt2num_samples", "0", "1", "x"),
+                                                        ("utt2num_frames", "0", "1", "1.5"),
+                                                        ("feats_shape", "0,80", "1,80", "5,0"),
+                                                        ("utt2dur", "0.0", "0.01", "x")])
+def test_datadir_rejects_and_fix_drops_zero_length_utterances(tmp_path, name, zero, one,
+                                                              malformed):
     """A zero-length utterance is an error for validate and dropped by fix; length 1 (the
     smallest valid one) is kept."""
     base = dict(wav_scp="u1 a.wav\nu2 b.wav\nu3 c.wav\n", text="u1 a\nu2 b\nu3 c\n",
@@ -379,7 +380,7 @@ def test_datadir_rejects_and_fix_drops_zero_length_utterances(tmp_path, name, ze
     assert kvfile.read_dict(d / name) == {"u1": one, "u3": one}
     assert datadir.validate(d, check_files=False)[0] == []
     # malformed (not zero) values are still reported as malformed
-    bad = make_dir(tmp_path / "bad", **base, **{name: f"u1 {one}\nu2 x\nu3 -1\n"})
+    bad = make_dir(tmp_path / "bad", **base, **{name: f"u1 {one}\nu2 {malformed}\nu3 -1\n"})
     errors = datadir.validate(bad, check_files=False)[0]
     assert len(errors) == 2 and all("expected" in e for e in errors), errors
 
