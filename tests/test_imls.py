@@ -145,3 +145,32 @@ def test_model_neuron_rounds_half_up_and_saturates_at_d(dtype):
     assert torch.equal(counts, torch.tensor([[1, 2, 3, 4], [4, 0, 1, 1], [0, 0, 0, 4]],
                                             dtype=dtype))
     assert torch.equal(aware(u), counts * 2.0)
+
+
+@pytest.mark.parametrize("threshold", ["input_aware", "constant"])
+def test_threshold_returned_by_fire_carries_its_gradient(threshold):
+    """fire() returns theta; a loss on it (and on counts * theta) must get the gradient of
+    theta = |k| * mean|U| (or |k|) written out here with autograd, counts held constant."""
+    torch.manual_seed(0)
+    u1 = (torch.randn(3, 5, 6, dtype=torch.float64) * 2).requires_grad_()
+    u2 = u1.detach().clone().requires_grad_()
+    neuron = IMLSNeuron(levels=3, threshold=threshold, threshold_init=0.7).double()
+    k2 = neuron.k.detach().clone().requires_grad_()
+    counts, theta = neuron.fire(u1)
+    g = torch.randn_like(counts)
+    h = torch.randn_like(theta)
+    ((counts * theta * g).sum() + (theta * h).sum()).backward()
+    if threshold == "constant":
+        theta_ref = k2.abs().reshape(1, 1, 1)
+    else:
+        theta_ref = k2.abs() * u2.abs().mean(-1, keepdim=True)
+    ((counts * theta_ref * g).sum() + (theta_ref * h).sum()).backward()
+    torch.testing.assert_close(neuron.k.grad, k2.grad)
+    if threshold == "input_aware":
+        torch.testing.assert_close(u1.grad, u2.grad)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_neuron_rejects_bad_threshold_init(value):
+    with pytest.raises(ValueError, match="threshold_init must be a finite number > 0"):
+        IMLSNeuron(threshold_init=value)

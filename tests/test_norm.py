@@ -1,6 +1,8 @@
 """Masked BatchNorm: statistics over valid positions only, equal to BatchNorm of the
-valid positions gathered together."""
+valid positions gathered together; its eval form, and the layers that fold it (LinearBN,
+RepTemporalProjection), against the textbook (x - mean) / sqrt(var + eps) * w + b."""
 
+import pytest
 import torch
 
 from espnet_iml.norm import MaskedBatchNorm
@@ -85,12 +87,14 @@ def test_folded_layers_equal_linear_then_textbook_batchnorm():
     x = torch.randint(0, 5, (2, 9, 3)).double()
     layer = LinearBN(3, 4).double()
     _set_stats(layer.bn, MEAN, var, W, B)
+    layer.eval()  # the folded path: one Linear with merged weights and bias
     want = _textbook(x @ layer.linear.weight.T, MEAN, var, 1e-5, W, B)
     torch.testing.assert_close(layer(x), want, rtol=1e-10, atol=1e-10)
 
     proj = RepTemporalProjection(3, 4, kernel_size=3).double()
     _set_stats(proj.bn_id, MEAN, var, W, B)
     _set_stats(proj.bn_conv, -MEAN, var.flip(0), B, W)
+    proj.eval()  # the folded path: one depthwise conv with a merged kernel and bias
     mask = torch.ones(2, 9, 1, dtype=torch.bool)
     z = x @ proj.pointwise.weight.T  # (B, T, C)
     kern = proj.conv.weight[:, 0, :]  # (C, 3), centred: taps at t - 1, t, t + 1
@@ -115,3 +119,46 @@ def test_training_form_uses_eps_with_batch_statistics():
     n = flat.shape[0]
     torch.testing.assert_close(bn.running_var, 0.9 * 1.0 + 0.1 * var * n / (n - 1))
     torch.testing.assert_close(bn.running_mean, 0.1 * mean)
+
+
+def test_linear_bn_trains_with_batch_statistics():
+    """Training mode: Linear then BatchNorm with this batch's statistics (not the folded
+    eval form), and the running statistics move."""
+    torch.manual_seed(0)
+    layer = LinearBN(3, 4).double()
+    _set_stats(layer.bn, MEAN, VAR, W, B).train()
+    x = torch.randn(2, 9, 3, dtype=torch.float64)
+    z = (x @ layer.linear.weight.T).reshape(-1, 4)
+    mean, var = z.mean(0), ((z - z.mean(0)) ** 2).mean(0)
+    want = _textbook(z, mean, var, 1e-5, W, B).reshape(2, 9, 4)
+    torch.testing.assert_close(layer(x), want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(layer.bn.running_mean, 0.9 * MEAN + 0.1 * mean)
+
+
+@pytest.mark.parametrize("kernel", [0, 1])
+def test_rep_projection_without_temporal_context(kernel):
+    """kernel 0: pointwise + BN only; kernel 1: a per-channel scale as the conv branch. Eval
+    (folded) and training forms against the textbook formula."""
+    torch.manual_seed(0)
+    var = torch.tensor([1e-6, 3e-5, 0.5, 2.0], dtype=torch.float64)
+    proj = RepTemporalProjection(3, 4, kernel_size=kernel).double()
+    assert hasattr(proj, "conv") == (kernel > 0)
+    _set_stats(proj.bn_id, MEAN, var, W, B)
+    if kernel:
+        _set_stats(proj.bn_conv, -MEAN, var.flip(0), B, W)
+    proj.eval()  # folded
+    x = torch.randint(0, 5, (2, 6, 3)).double()
+    mask = torch.ones(2, 6, 1, dtype=torch.bool)
+    z = x @ proj.pointwise.weight.T
+    want = _textbook(z, MEAN, var, 1e-5, W, B)
+    if kernel:
+        want = want + _textbook(z * proj.conv.weight[:, 0, 0], -MEAN, var.flip(0), 1e-5, B, W)
+    torch.testing.assert_close(proj(x, mask), want, rtol=1e-10, atol=1e-10)
+    proj.train()
+    zf = z.reshape(-1, 4)
+    want = _textbook(z, zf.mean(0), zf.var(0, unbiased=False), 1e-5, W, B)
+    if kernel:
+        c = zf * proj.conv.weight[:, 0, 0]
+        want = want + _textbook(z * proj.conv.weight[:, 0, 0], c.mean(0),
+                                c.var(0, unbiased=False), 1e-5, B, W)
+    torch.testing.assert_close(proj(x, mask), want, rtol=1e-10, atol=1e-10)

@@ -3,6 +3,7 @@
     python tools/mutation.py known                        # issue 12's bugs, each must be caught
     python tools/mutation.py count                        # mutants per file
     python tools/mutation.py sample --n 150 --seed 0 --json /tmp/mutation.json
+    python tools/mutation.py rerun /tmp/mutation.json     # its survivors, after adding tests
 
 Each mutant is one small change to one file (an operator swapped, a comparison made strict
 or loose, a number + 1, a boolean flipped, a ``not`` or a unary minus dropped; see
@@ -32,13 +33,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_TESTS = ["tests/test_imls.py", "tests/test_norm.py", "tests/test_attention.py",
-               "tests/test_encoder.py"]
-RECIPE_TESTS = "tests/test_recipe_tools.py"
+               "tests/test_encoder.py", "tests/test_encoder_edges.py"]
+RECIPE_TESTS = ["tests/test_recipe_tools.py", "tests/test_recipe_edges.py"]
 
 
 def _recipe(keywords: str) -> List[str]:
     # the argparse --help test runs every tool's parser, the generated-corpora test every stage
-    return [RECIPE_TESTS, "-k", f"{keywords} or help or generated"]
+    return RECIPE_TESTS + ["-k", f"{keywords} or help or generated"]
 
 
 # The fast tests that exercise each file (pytest arguments).
@@ -47,13 +48,13 @@ TESTS: Dict[str, List[str]] = {
        ("imls", "norm", "rep", "hdm", "attention", "block", "subsampling", "encoder")},
     "espnet_iml/lif.py": ["tests/test_benchmark.py", "-k", "lif"],
     "espnet_iml/energy.py": ["tests/test_energy.py"],
-    "espnet_iml/recipe/audio.py": _recipe("format_audio or fbank or prep or speed"),
+    "espnet_iml/recipe/audio.py": _recipe("audio or fbank or prep or speed"),
     "espnet_iml/recipe/cmvn.py": _recipe("fbank"),
-    "espnet_iml/recipe/common.py": [RECIPE_TESTS],
+    "espnet_iml/recipe/common.py": RECIPE_TESTS,
     "espnet_iml/recipe/datadir.py": _recipe("datadir or prep"),
     "espnet_iml/recipe/fbank.py": _recipe("fbank"),
     "espnet_iml/recipe/format_audio.py": _recipe("format_audio"),
-    "espnet_iml/recipe/kvfile.py": [RECIPE_TESTS],
+    "espnet_iml/recipe/kvfile.py": RECIPE_TESTS,
     "espnet_iml/recipe/prep_aishell.py": _recipe("prep_aishell"),
     "espnet_iml/recipe/prep_librispeech.py": _recipe("prep_librispeech"),
     "espnet_iml/recipe/results.py": _recipe("results"),
@@ -428,6 +429,31 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_rerun(args) -> int:
+    """Run the survivors of an earlier ``sample --json`` again (after adding tests)."""
+    earlier = json.loads(Path(args.json_in).read_text())
+    survivors = [r for r in earlier["results"] if r["status"] == "survived"
+                 and (not args.files or r["file"] in args.files)]
+    copy = make_copy()
+    still = 0
+    try:
+        for r in survivors:
+            rel = r["file"]
+            found = list_mutants(ROOT / rel)
+            if r["index"] >= len(found) or found[r["index"]][1] != r["mutant"]:
+                print(f"CHANGED  {rel}:{r['line']}  {r['mutant']} (the file changed; skipped)")
+                continue
+            status, failed, _ = _with_mutant(copy, rel, mutated_source(ROOT / rel, r["index"]),
+                                             TESTS[rel], 600)
+            still += status == "passed"
+            state = "survived" if status == "passed" else f"killed by {failed[0] if failed else status}"
+            print(f"{rel}:{r['line']}  {r['mutant']}\n    {state}", flush=True)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    print(f"{len(survivors) - still} of {len(survivors)} earlier survivors now killed")
+    return 0
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python tools/mutation.py",
                                 description="Mutation testing of espnet_iml (see docs/mutation.md).")
@@ -440,6 +466,9 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--files", nargs="*", help="only these files (default: all in TESTS)")
     s.add_argument("--json", help="write every result here")
+    r = sub.add_parser("rerun", help="run the survivors of an earlier sample again")
+    r.add_argument("json_in", help="the --json file of an earlier sample")
+    r.add_argument("--files", nargs="*", help="only survivors in these files")
     return p
 
 
@@ -453,7 +482,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["ESPNET_IML_NO_AUTOLOAD"] = "1"
         os.execv(sys.executable, [sys.executable, __file__, *(argv or sys.argv[1:])])
     _preload()
-    return cmd_known(args) if args.cmd == "known" else cmd_sample(args)
+    return {"known": cmd_known, "sample": cmd_sample, "rerun": cmd_rerun}[args.cmd](args)
 
 
 if __name__ == "__main__":
