@@ -1,6 +1,7 @@
 """HD-RepSSA and the Hierarchical Decay Mask against references written out here: the
 documented decay schedule head by head and layer by layer, and the attention output
-against a hand-written ((Q K^T) * scale * M) V, with and without HDM, causal or not."""
+against a hand-written ((Q K^T) * scale * M) V, with and without HDM, causal or not.
+(Causality by perturbing future frames, with and without HDM: tests/test_encoder.py.)"""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from espnet_iml.attention import HDRepSSA
 from espnet_iml.encoder import IMLSpikeformerEncoder
 from espnet_iml.hdm import decay_exponents
+from test_encoder import _trained_like
 
 
 def _documented_exponent(layer, layers, head, heads, low, high, span):
@@ -46,19 +48,6 @@ def test_every_block_gets_its_own_per_head_decays():
     off = IMLSpikeformerEncoder(80, output_size=16, attention_heads=heads, linear_units=16,
                                 num_blocks=2, hdm=False)
     assert all(b.attn.gammas is None for b in off.encoders)
-
-
-def _eval_like_trained(attn, s, mask):
-    """Non-trivial BatchNorm statistics and affine parameters, then eval mode."""
-    with torch.no_grad():
-        for m in attn.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-        attn.train()
-        for _ in range(3):
-            attn(s, mask)
-    return attn.eval()
 
 
 def _capture(attn, s, mask):
@@ -111,7 +100,7 @@ def test_attention_equals_hand_written_scores_times_mask_times_v(case):
         attn.scale.copy_(torch.tensor([0.25, -0.5]))  # per-head, and not the init 1/d_head
     s = torch.randint(0, 5, (2, t, 8)).double()
     mask = torch.ones(2, t, 1, dtype=torch.bool)
-    _eval_like_trained(attn, s, mask)
+    _trained_like(attn, s, mask)
     got, _ = _capture(attn, s, mask)
     q, k, v = got["q"], got["k"], got["v"]
     # the example must be able to tell Q from K and Q K^T from K Q^T
@@ -128,41 +117,3 @@ def test_attention_equals_hand_written_scores_times_mask_times_v(case):
     ref = _reference_context(q, k, v, heads, [0.25, -0.5], mask_of)
     # gammas are stored in float32: compare at that precision
     torch.testing.assert_close(got["ctx"], ref, rtol=1e-6, atol=1e-9)
-
-
-@pytest.mark.parametrize("hdm", [False, True])
-def test_causal_attention_ignores_future_frames_with_and_without_hdm(hdm):
-    torch.manual_seed(0)
-    attn = HDRepSSA(16, 2, decay_exponents=[1.0, 3.0] if hdm else None, qkv_conv_kernel=4,
-                    causal=True).double()
-    s = torch.randint(0, 5, (1, 30, 16)).double()
-    mask = torch.ones(1, 30, 1, dtype=torch.bool)
-    _eval_like_trained(attn, s, mask)
-    s2 = s.clone()
-    s2[:, 20:] = torch.randint(0, 5, (1, 10, 16)).double()
-    with torch.no_grad():
-        a, b = attn(s, mask), attn(s2, mask)
-    torch.testing.assert_close(a[:, :20], b[:, :20], rtol=0, atol=0)
-    assert not torch.allclose(a[:, 20:], b[:, 20:])
-
-
-def test_causal_encoder_without_hdm_ignores_future_input():
-    torch.manual_seed(0)
-    enc = IMLSpikeformerEncoder(80, output_size=32, attention_heads=4, linear_units=64,
-                                num_blocks=2, qkv_conv_kernel=4, causal=True, hdm=False).double()
-    g = torch.Generator().manual_seed(0)
-    x, lens = torch.randn(1, 100, 80, generator=g, dtype=torch.float64), torch.tensor([100])
-    with torch.no_grad():
-        enc.train()
-        for _ in range(3):
-            enc(x, lens)
-    enc.eval()
-    x2 = x.clone()
-    x2[:, 60:] += torch.randn_like(x2[:, 60:])
-    with torch.no_grad():
-        a, _, _ = enc(x, lens)
-        b, _, _ = enc(x2, lens)
-    # output frame t sees input frames up to 4t + 6 through the two stride-2 convs
-    keep = (60 - 7) // 4 + 1
-    torch.testing.assert_close(a[:, :keep], b[:, :keep], rtol=0, atol=0)
-    assert not torch.allclose(a[:, keep + 2:], b[:, keep + 2:])

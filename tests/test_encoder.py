@@ -80,9 +80,11 @@ def test_folded_encoder_matches_training_form_in_eval():
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_causal_attention_ignores_future_frames():
+@pytest.mark.parametrize("hdm", [True, False])
+def test_causal_attention_ignores_future_frames(hdm):
     torch.manual_seed(0)
-    attn = HDRepSSA(16, 2, decay_exponents=[1.0, 3.0], qkv_conv_kernel=4, causal=True).double()
+    attn = HDRepSSA(16, 2, decay_exponents=[1.0, 3.0] if hdm else None, qkv_conv_kernel=4,
+                    causal=True).double()
     s = torch.randint(0, 5, (1, 30, 16)).double()
     mask = torch.ones(1, 30, 1, dtype=torch.bool)
     _trained_like(attn, s, mask)
@@ -94,9 +96,11 @@ def test_causal_attention_ignores_future_frames():
     assert not torch.allclose(a[:, 20:], b[:, 20:])
 
 
-def test_causal_encoder_ignores_future_input():
+@pytest.mark.parametrize("hdm", [True, False])
+def test_causal_encoder_ignores_future_input(hdm):
     torch.manual_seed(0)
-    enc = IMLSpikeformerEncoder(80, **{**SMALL, "causal": True, "qkv_conv_kernel": 4}).double()
+    enc = IMLSpikeformerEncoder(80, **{**SMALL, "causal": True, "qkv_conv_kernel": 4},
+                                hdm=hdm).double()
     x, lens = _batch(b=1, t=100, lengths=(100,))
     _trained_like(enc, x, lens)
     x2 = x.clone()
