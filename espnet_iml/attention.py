@@ -60,6 +60,9 @@ class HDRepSSA(nn.Module):
             )
         if decay_exponents is not None and len(decay_exponents) != heads:
             raise ValueError(f"need one decay exponent per head ({heads}), got {decay_exponents}")
+        if decay_exponents is not None and not all(e > 0 for e in decay_exponents):
+            # gamma = 1 - 2^-e <= 0 for e <= 0: its log (in decay_mask) is NaN
+            raise ValueError(f"decay exponents must be > 0, got {decay_exponents}")
         self.size, self.heads, self.d_head = size, heads, size // heads
         self.causal = causal
         self.qkv = RepTemporalProjection(size, 3 * size, qkv_conv_kernel, causal)

@@ -7,6 +7,7 @@ docs/design.md for which parts are stated by the paper and which are ours.
 
 import difflib
 import inspect
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -53,7 +54,10 @@ class IMLSpikeformerEncoder(AbsEncoder):
         causal: no frame attends to (or convolves with) future frames (streaming).
         branch_norm: norm in front of each block branch's first neuron (ours): "batch"
             (masked BatchNorm, an affine map at inference) or "layer" (per-token LayerNorm).
-        hdm_low, hdm_high, hdm_span: decay schedule, see espnet_iml.hdm (ours).
+        hdm_low, hdm_high, hdm_span: decay schedule, see espnet_iml.hdm (ours). Required:
+            0 < hdm_low <= hdm_high and hdm_span >= 0, so every exponent is positive (a
+            decay in (0, 1)) and upper layers never decay faster than lower ones; a reversed
+            schedule (hdm_low > hdm_high) is rejected as a likely typo (our choice).
         interctc_layer_idx: blocks (1-based) whose output feeds intermediate CTC.
         interctc_use_conditioning: self-conditioned CTC (add CTC posteriors back).
         sync_norm: under distributed training, the masked BatchNorms take their statistics
@@ -106,6 +110,8 @@ class IMLSpikeformerEncoder(AbsEncoder):
                 0 < i < num_blocks,
                 f"entries must be in [1, num_blocks - 1] (got {interctc_layer_idx})",
             )
+        _check_sizes_and_schedule(output_size, linear_units, threshold_init, hdm_low, hdm_high,
+                                  hdm_span)
         self._output_size = output_size
         neuron = dict(levels=spike_levels, threshold=threshold, threshold_init=threshold_init)
         self.embed = SpikingConv2dSubsampling(
@@ -179,6 +185,34 @@ class IMLSpikeformerEncoder(AbsEncoder):
 def _check(option: str, ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(f"iml_spikeformer encoder_conf: {option} {what}")
+
+
+def _check_sizes_and_schedule(
+    output_size: int,
+    linear_units: int,
+    threshold_init: float,
+    hdm_low: float,
+    hdm_high: float,
+    hdm_span: float,
+) -> None:
+    """Options that would otherwise crash deep inside (a zero width) or turn every output
+    and gradient into NaN (a decay exponent <= 0 gives gamma <= 0, whose log is NaN)."""
+    _check("output_size", output_size >= 1, f"must be >= 1 (got {output_size})")
+    _check("linear_units", linear_units >= 1, f"must be >= 1 (got {linear_units})")
+    _check(
+        "threshold_init",
+        math.isfinite(threshold_init) and threshold_init > 0,
+        f"must be a finite number > 0 (got {threshold_init})",
+    )
+    for name, value in (("hdm_low", hdm_low), ("hdm_high", hdm_high), ("hdm_span", hdm_span)):
+        _check(name, math.isfinite(value), f"must be a finite number (got {value})")
+    _check("hdm_low", hdm_low > 0, f"must be > 0: the decay is 1 - 2^-e (got {hdm_low})")
+    _check(
+        "hdm_low",
+        hdm_low <= hdm_high,
+        f"({hdm_low}) must be <= hdm_high ({hdm_high}): lower layers decay faster",
+    )
+    _check("hdm_span", hdm_span >= 0, f"must be >= 0 (got {hdm_span})")
 
 
 def _reject_unknown(unknown: dict) -> None:

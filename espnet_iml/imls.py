@@ -15,6 +15,7 @@ layer fed the D binary slots of ``S`` gives the same result as one fed ``S``
 (``expand_binary`` / ``binary_slot_linear``): that is what makes inference additions-only.
 """
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -164,8 +165,8 @@ class IMLSNeuron(nn.Module):
             raise ValueError(
                 f"threshold must be one of {THRESHOLD_MODES}, got {threshold!r}"
             )
-        if threshold_init <= 0:
-            raise ValueError(f"threshold_init must be > 0, got {threshold_init}")
+        if not (math.isfinite(threshold_init) and threshold_init > 0):
+            raise ValueError(f"threshold_init must be a finite number > 0, got {threshold_init}")
         self.levels = levels
         self.threshold = threshold
         self.reduce_dims = tuple(reduce_dims)

@@ -81,9 +81,11 @@ def test_folded_encoder_matches_training_form_in_eval():
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_causal_attention_ignores_future_frames():
+@pytest.mark.parametrize("hdm", [True, False])
+def test_causal_attention_ignores_future_frames(hdm):
     torch.manual_seed(0)
-    attn = HDRepSSA(16, 2, decay_exponents=[1.0, 3.0], qkv_conv_kernel=4, causal=True).double()
+    attn = HDRepSSA(16, 2, decay_exponents=[1.0, 3.0] if hdm else None, qkv_conv_kernel=4,
+                    causal=True).double()
     s = torch.randint(0, 5, (1, 30, 16)).double()
     mask = torch.ones(1, 30, 1, dtype=torch.bool)
     _trained_like(attn, s, mask)
@@ -95,9 +97,11 @@ def test_causal_attention_ignores_future_frames():
     assert not torch.allclose(a[:, 20:], b[:, 20:])
 
 
-def test_causal_encoder_ignores_future_input():
+@pytest.mark.parametrize("hdm", [True, False])
+def test_causal_encoder_ignores_future_input(hdm):
     torch.manual_seed(0)
-    enc = IMLSpikeformerEncoder(80, **{**SMALL, "causal": True, "qkv_conv_kernel": 4}).double()
+    enc = IMLSpikeformerEncoder(80, **{**SMALL, "causal": True, "qkv_conv_kernel": 4},
+                                hdm=hdm).double()
     x, lens = _batch(b=1, t=100, lengths=(100,))
     _trained_like(enc, x, lens)
     x2 = x.clone()
@@ -164,6 +168,45 @@ def test_training_step_backpropagates_to_every_parameter():
 def test_bad_config_names_the_option(conf, option):
     with pytest.raises(ValueError, match=option):
         IMLSpikeformerEncoder(80, **{**SMALL, **conf})
+
+
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        (dict(hdm_low=0.0), "hdm_low must be > 0"),
+        (dict(hdm_low=-1.0), "hdm_low must be > 0"),
+        (dict(hdm_low=float("nan")), "hdm_low must be a finite number"),
+        (dict(hdm_high=float("inf")), "hdm_high must be a finite number"),
+        (dict(hdm_span=-1.0), "hdm_span must be >= 0"),
+        (dict(hdm_span=-0.5), "hdm_span must be >= 0"),
+        (dict(hdm_low=3.0, hdm_high=1.0), r"hdm_low \(3.0\) must be <= hdm_high \(1.0\)"),
+        (dict(linear_units=0), "linear_units must be >= 1"),
+        (dict(output_size=0), "output_size must be >= 1"),
+        (dict(output_size=-4), "output_size must be >= 1"),
+        (dict(threshold_init=0.0), "threshold_init must be a finite number > 0"),
+        (dict(threshold_init=float("nan")), "threshold_init must be a finite number > 0"),
+    ],
+)
+def test_options_that_would_give_nan_or_crash_are_rejected_by_name(conf, message):
+    """Each of these used to turn every output into NaN or crash deep inside (issue 12)."""
+    with pytest.raises(ValueError, match="iml_spikeformer encoder_conf: " + message):
+        IMLSpikeformerEncoder(80, **{**SMALL, **conf})
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [dict(hdm_low=2.0, hdm_high=2.0, hdm_span=0.0), dict(hdm_low=0.25, hdm_span=0.0),
+     dict(hdm=False, causal=True, qkv_conv_kernel=4)],
+)
+def test_boundary_options_are_accepted_and_finite(conf):
+    enc = IMLSpikeformerEncoder(80, **{**SMALL, **conf})
+    out, _, _ = enc(torch.randn(2, 40, 80), torch.tensor([40, 30]))
+    assert torch.isfinite(out).all()
+
+
+def test_attention_rejects_non_positive_decay_exponents():
+    with pytest.raises(ValueError, match="decay exponents must be > 0"):
+        HDRepSSA(8, 2, decay_exponents=[1.0, 0.0])
 
 
 def test_too_short_input_raises_espnet_error():

@@ -115,3 +115,62 @@ def test_fused_neuron_matches_composed_autograd(threshold, dims):
     (_composed_reference(u2, k2, 3, dims, neuron.eps, mask.double()) * g).sum().backward()
     torch.testing.assert_close(u1.grad, u2.grad)
     torch.testing.assert_close(neuron.k.grad, k2.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_model_neuron_rounds_half_up_and_saturates_at_d(dtype):
+    """The neuron the model runs (IMLSNeuron -> _IMLSFire), not the spike_count helper.
+
+    Reference, written out: S = floor(U / theta + 1/2) clipped to [0, D], i.e. exact halves
+    round UP (1.5 -> 2, 2.5 -> 3; round-half-to-even would give 2 and 2), and every input at
+    or above D - 1/2 thresholds fires exactly D spikes.
+    """
+    levels = 4
+    # constant threshold theta = |k| = 0.5 (exact in binary): U / theta = 2U
+    const = IMLSNeuron(levels=levels, threshold="constant", threshold_init=0.5).to(dtype)
+    x = torch.tensor([-0.5, 0.0, 0.25, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 100.0], dtype=dtype)
+    expected = torch.tensor([0, 0, 0, 1, 2, 3, 4, 4, 4, 4], dtype=dtype)
+    counts, theta = const.fire(x / 2)
+    assert torch.equal(theta.reshape(()), torch.tensor(0.5, dtype=dtype))
+    assert torch.equal(counts, expected)
+    assert torch.equal(const(x / 2), expected * 0.5)
+
+    # input-aware threshold: each row's mean |U| is 4 and k = 0.5, so theta = 2 exactly and
+    # U / theta is 0.5, 1.5, 2.5, 3.5 / 4.5 (and saturation at 40 / 2 = 20 >> D)
+    aware = IMLSNeuron(levels=levels, threshold="input_aware", threshold_init=0.5).to(dtype)
+    u = torch.tensor([[1.0, 3.0, 5.0, 7.0], [9.0, -3.0, 2.0, 2.0], [0.0, 0.0, 0.0, 16.0]],
+                     dtype=dtype)
+    counts, theta = aware.fire(u)
+    assert torch.equal(theta, torch.full((3, 1), 2.0, dtype=dtype))
+    assert torch.equal(counts, torch.tensor([[1, 2, 3, 4], [4, 0, 1, 1], [0, 0, 0, 4]],
+                                            dtype=dtype))
+    assert torch.equal(aware(u), counts * 2.0)
+
+
+@pytest.mark.parametrize("threshold", ["input_aware", "constant"])
+def test_threshold_returned_by_fire_carries_its_gradient(threshold):
+    """fire() returns theta; a loss on it (and on counts * theta) must get the gradient of
+    theta = |k| * mean|U| (or |k|) written out here with autograd, counts held constant."""
+    torch.manual_seed(0)
+    u1 = (torch.randn(3, 5, 6, dtype=torch.float64) * 2).requires_grad_()
+    u2 = u1.detach().clone().requires_grad_()
+    neuron = IMLSNeuron(levels=3, threshold=threshold, threshold_init=0.7).double()
+    k2 = neuron.k.detach().clone().requires_grad_()
+    counts, theta = neuron.fire(u1)
+    g = torch.randn_like(counts)
+    h = torch.randn_like(theta)
+    ((counts * theta * g).sum() + (theta * h).sum()).backward()
+    if threshold == "constant":
+        theta_ref = k2.abs().reshape(1, 1, 1)
+    else:
+        theta_ref = k2.abs() * u2.abs().mean(-1, keepdim=True)
+    ((counts * theta_ref * g).sum() + (theta_ref * h).sum()).backward()
+    torch.testing.assert_close(neuron.k.grad, k2.grad)
+    if threshold == "input_aware":
+        torch.testing.assert_close(u1.grad, u2.grad)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_neuron_rejects_bad_threshold_init(value):
+    with pytest.raises(ValueError, match="threshold_init must be a finite number > 0"):
+        IMLSNeuron(threshold_init=value)

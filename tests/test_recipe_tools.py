@@ -351,6 +351,45 @@ def test_datadir_fix_and_combine(tmp_path, capsys):
     assert "key x1 is also in" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name, zero, one, malformed", [("utt2num_samples", "0", "1", "x"),
+                                                        ("utt2num_frames", "0", "1", "1.5"),
+                                                        ("feats_shape", "0,80", "1,80", "5,0"),
+                                                        ("utt2dur", "0.0", "0.01", "x")])
+def test_datadir_rejects_and_fix_drops_zero_length_utterances(tmp_path, name, zero, one,
+                                                              malformed):
+    """A zero-length utterance is an error for validate and dropped by fix; length 1 (the
+    smallest valid one) is kept."""
+    base = dict(wav_scp="u1 a.wav\nu2 b.wav\nu3 c.wav\n", text="u1 a\nu2 b\nu3 c\n",
+                utt2spk="u1 s\nu2 s\nu3 s\n", spk2utt="s u1 u2 u3\n")
+    d = make_dir(tmp_path / "d", **base, **{name: f"u1 {one}\nu2 {zero}\nu3 {one}\n"})
+    errors = datadir.validate(d, check_files=False)[0]
+    assert errors == [f"{d / name} line 2: u2 has length {zero!r}; "
+                      "zero-length utterances must be removed ('datadir fix' does)"]
+    r = datadir.fix(d, backup=False)
+    assert r["kept"] == 2 and r["dropped"] == {f"zero length in {name}": 1}
+    assert list(kvfile.read_dict(d / "text")) == ["u1", "u3"]
+    assert kvfile.read_dict(d / name) == {"u1": one, "u3": one}
+    assert datadir.validate(d, check_files=False)[0] == []
+    # malformed (not zero) values are still reported as malformed
+    bad = make_dir(tmp_path / "bad", **base, **{name: f"u1 {one}\nu2 {malformed}\nu3 -1\n"})
+    errors = datadir.validate(bad, check_files=False)[0]
+    assert len(errors) == 2 and all("expected" in e for e in errors), errors
+
+
+def test_fbank_boundary_one_frame_is_kept_one_sample_less_is_skipped(tmp_path, capsys):
+    """25 ms at 16 kHz is 400 samples: exactly one frame (snip_edges); 399 give none."""
+    raw = tmp_path / "raw"
+    write_wav(raw / "a.wav", tone(400))
+    write_wav(raw / "b.wav", tone(399))
+    make_dir(raw, wav_scp=f"a {raw / 'a.wav'}\nb {raw / 'b.wav'}\n", text="a x\nb y\n",
+             utt2spk="a s\nb s\n", spk2utt="s a b\n")
+    out = tmp_path / "fb"
+    assert fbank.main(["--data", str(raw), "--out", str(out)]) == 0
+    assert kvfile.read_dict(out / "utt2num_frames") == {"a": "1"}
+    assert kvfile.read_dict(out / "feats_shape") == {"a": "1,80"}
+    assert "too short for one frame (399 samples < 400)" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------
 # format_audio
 

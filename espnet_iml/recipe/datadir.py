@@ -25,6 +25,9 @@ UTT_FILES = ("wav.scp", "text", "utt2spk", "feats.scp", "utt2num_samples", "utt2
 # Per-speaker files besides spk2utt.
 SPK_FILES = ("spk2gender",)
 Files = Dict[str, Dict[str, str]]
+# Per-utterance length files: an utterance whose length is 0 has nothing to train or decode on.
+LENGTH_FILES = ("utt2num_samples", "utt2num_frames", "feats_shape", "utt2dur")
+ZERO_LENGTH_HINT = "zero-length utterances must be removed ('datadir fix' does)"
 
 
 def present(d: Path) -> List[str]:
@@ -86,6 +89,17 @@ def _check_order(path: Path, entries: Sequence[kvfile.Entry], errors: List[str])
         prev = e
 
 
+def zero_length(name: str, value: str) -> bool:
+    """True when ``value`` of length file ``name`` says the utterance is empty (0 samples,
+    0 frames, '0,<dim>' or 0 seconds); malformed values are not zero-length (they are
+    reported as malformed)."""
+    first = value.split(",")[0] if name == "feats_shape" else value
+    try:
+        return float(first) == 0
+    except ValueError:
+        return False
+
+
 def _check_values(name: str, path: Path, entries: Sequence[kvfile.Entry], errors: List[str],
                   check_files: bool) -> None:
     missing_targets: Dict[str, int] = {}
@@ -97,7 +111,9 @@ def _check_values(name: str, path: Path, entries: Sequence[kvfile.Entry], errors
             errors.append(f"{where}: {e.key} has no value (expected '{e.key} <{what}>')"
                           + ("; empty transcripts must be removed ('datadir fix' does)" if name == "text" else ""))
             continue
-        if name in ("utt2num_samples", "utt2num_frames"):
+        if name in LENGTH_FILES and zero_length(name, v):
+            errors.append(f"{where}: {e.key} has length {v!r}; {ZERO_LENGTH_HINT}")
+        elif name in ("utt2num_samples", "utt2num_frames"):
             if not v.isdigit() or int(v) <= 0:
                 errors.append(f"{where}: expected a positive integer, got {v!r}")
         elif name == "utt2dur":
@@ -109,8 +125,8 @@ def _check_values(name: str, path: Path, entries: Sequence[kvfile.Entry], errors
                 errors.append(f"{where}: expected a positive duration in seconds, got {v!r}")
         elif name == "feats_shape":
             parts = v.split(",")
-            if len(parts) < 2 or not all(p.isdigit() for p in parts):
-                errors.append(f"{where}: expected '<frames>,<dim>', got {v!r}")
+            if len(parts) < 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+                errors.append(f"{where}: expected '<frames>,<dim>' (positive integers), got {v!r}")
         elif name == "utt2spk":
             if " " in v or "\t" in v:
                 errors.append(f"{where}: expected one speaker id, got {v!r}")
@@ -211,8 +227,9 @@ def validate(d: Path, feats: bool = True, text: bool = True, check_files: bool =
 # fix, combine
 
 def fix(d: Path, backup: bool = True) -> Dict[str, object]:
-    """Sort every file, drop malformed lines, duplicate keys, empty transcripts and
-    utterances missing from any per-utterance file; regenerate spk2utt.
+    """Sort every file, drop malformed lines, duplicate keys, empty transcripts,
+    zero-length utterances and utterances missing from any per-utterance file; regenerate
+    spk2utt.
 
     The old files go to ``d/.backup/``. Returns counts for the report.
     """
@@ -235,6 +252,12 @@ def fix(d: Path, backup: bool = True) -> Dict[str, object]:
         if empty:
             dropped["empty transcript in text"] = len(empty)
         keep -= empty
+    for n in LENGTH_FILES:
+        if n in files:
+            zero = {k for k in keep if zero_length(n, files[n][k])}
+            if zero:
+                dropped[f"zero length in {n}"] = len(zero)
+            keep -= zero
     if backup:
         bdir = d / ".backup"
         bdir.mkdir(exist_ok=True)
