@@ -6,6 +6,8 @@
 #   ./run.sh --recipe aishell --size tiny      AiShell-style (characters), tiny corpus
 #   ./run.sh --stage 7 --stop_stage 9 ...      any option of egs2/TEMPLATE/asr1/asr.sh
 #   ./run.sh --workdir /big/disk ...           corpora/ data/ dump/ exp/ under that directory
+#   ./run.sh --compare [--recipe R] [--seeds "0 1"] ...   K seeds of every model, one table
+#                                              (local/compare.sh; see local/compare.sh --help)
 #   ./run.sh --help                            recipes, models, sizes and common options
 #
 # Sets itself up (./setup.sh) when .venv is missing, generates the synthetic corpus into
@@ -47,6 +49,7 @@ models_of() {  # SIZE RECIPE
 usage() {
     cat <<EOF
 Usage: ./run.sh [--recipe R] [--model M] [--size S] [--corpus DIR] [options of asr.sh]
+       ./run.sh --compare [--recipe R] [--size S] [--models "..."] [--seeds "0 1"] [...]
 
 The small end-to-end recipe: a generated corpus -> features -> model -> scores.
 
@@ -59,6 +62,9 @@ The small end-to-end recipe: a generated corpus -> features -> model -> scores.
                the scores mean nothing)
   --corpus DIR a corpus in the released layout instead of the generated corpora/<recipe>_<size>
   --workdir DIR  corpora/ data/ dump/ exp/ under DIR (default: the repository root)
+  --compare    the comparison: K seeds (default 2) of IML-Spikeformer, the size-matched
+               Conformer and Transformer on the same data, one table and plot
+               (local/compare.sh; its options: local/compare.sh --help)
   --local_data_opts "..."  passed on to the recipe's local/data.sh, e.g.
                "--train_sets 'train-clean-100 train-clean-360'" (LibriSpeech)
 
@@ -88,6 +94,11 @@ bad_value() {
     echo "$0: unknown $opt '$value'; valid: $*" >&2
     exit 2
 }
+
+if [ "${1-}" = --compare ]; then
+    shift
+    exec local/compare.sh "$@"
+fi
 
 args=()
 while [ $# -gt 0 ]; do

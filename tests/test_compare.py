@@ -288,6 +288,11 @@ def test_bad_model_lists_valid_ones_and_starts_nothing(tmp_path):
     assert not work.exists()
     proc = compare_sh(["--models", "nosuchmodel", "--workdir", str(work)], ok=False)
     assert "conf/train_asr_*_small.yaml" in proc.stderr and not work.exists()
+    # The same command through the root recipe's --compare.
+    proc = subprocess.run([str(ROOT / "run.sh"), "--compare", "--models", "nosuchmodel",
+                           "--workdir", str(work)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown model 'nosuchmodel'" in proc.stderr
+    assert not work.exists()
 
 
 def test_too_little_disk_space_starts_nothing(tmp_path):
