@@ -82,6 +82,13 @@ def make_run(base: Path, model: str, seed: int) -> Path:
         (decode / "logdir").mkdir()
         for name, lines in DECODE_LOGS.items():
             (decode / "logdir" / name).write_text("\n".join(lines) + "\n")
+    if model == "conformer" and decode.is_dir():
+        # The root recipe runs the energy stage for baselines too: no spiking layer, ratio 1.
+        (decode / "energy").mkdir()
+        (decode / "energy" / "energy.json").write_text(json.dumps({
+            "primary": "real_frontend", "energy_ratio_encoder": 1.0,
+            "settings": {"real_frontend": {"totals": {"encoder": {"mean_count_neurons": None}}}},
+        }))
     if model == "iml_spikeformer":
         ratio, count = ENERGY[seed]
         (decode / "energy").mkdir()

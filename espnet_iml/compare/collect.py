@@ -140,7 +140,10 @@ def energy_numbers(decode_dir: Path) -> Tuple[Optional[float], Optional[float]]:
         return None, None
     d = json.loads(path.read_text())
     enc = d.get("settings", {}).get(d.get("primary"), {}).get("totals", {}).get("encoder", {})
-    return d.get("energy_ratio_encoder"), enc.get("mean_count_neurons")
+    count = enc.get("mean_count_neurons")
+    if count is None:  # no spiking layer (a baseline): its ANN/SNN ratio of 1 says nothing
+        return None, None
+    return d.get("energy_ratio_encoder"), count
 
 
 def decode_dirs(exp: Path) -> List[Path]:
