@@ -14,10 +14,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 _EPOCH = re.compile(r"(\d+)epoch results: \[train\](.*?)\[valid\](.*)")
 _FIELD = re.compile(r"(?<![a-z_])([a-z_]+)=([0-9.eE+-]+)")
 
-# Validation fields worth plotting, with their axis labels (lower is better for all three).
-METRICS = {"cer_ctc": "CTC CER on the validation set",
-           "cer": "attention CER on the validation set",
-           "acc": "attention token accuracy on the validation set"}
+# Validation fields worth plotting, with their axis labels (CER: lower is better; accuracy:
+# higher is better).
+METRICS = {"cer_ctc": "validation CER (CTC)",
+           "cer": "validation CER (attention)",
+           "acc": "validation accuracy (attention)"}
 
 
 @dataclass
