@@ -79,9 +79,6 @@ def plot_curves(curves: Dict[Tuple[str, int], List[Point]], path: Path, title: s
         ax.grid(alpha=0.3)
     if axes[0][0].get_legend_handles_labels()[0]:
         axes[0][0].legend(fontsize="small")
-    fig.suptitle(f"{title}: learning curves (one line per seed)", fontsize="medium")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from espnet_iml.compare.report import save_figure
+
+    return save_figure(fig, path, f"{title}: learning curves (one line per seed)")

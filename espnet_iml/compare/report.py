@@ -316,7 +316,14 @@ def plot(s: Summary, path: Path, title: str) -> Path:
         ax.set_ylabel(f"{metric} % (lower is better)")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize="small")
-    fig.suptitle(f"{title}\nbars: mean over seeds, whiskers: ± std, dots: seeds", fontsize="medium")
+    return save_figure(fig, path, f"{title}\nbars: mean over seeds, whiskers: ± std, dots: seeds")
+
+
+def save_figure(fig, path: Path, title: str) -> Path:
+    """Title, lay out, write ``path`` (its folder made if needed) and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
