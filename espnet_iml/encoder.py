@@ -19,6 +19,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet_iml.block import SpikingBlock
 from espnet_iml.hdm import decay_exponents
 from espnet_iml.imls import IMLSNeuron
+from espnet_iml.lif import mean_timesteps, repeat_timesteps, swap_imls_for_lif
 from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.subsampling import SpikingConv2dSubsampling, time_mask
 
@@ -28,6 +29,9 @@ except ImportError:  # pragma: no cover
     from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import (  # type: ignore
         TooShortUttError,
     )
+
+
+NEURONS = ("imls", "lif")
 
 
 class IMLSpikeformerEncoder(AbsEncoder):
@@ -62,6 +66,14 @@ class IMLSpikeformerEncoder(AbsEncoder):
         interctc_use_conditioning: self-conditioned CTC (add CTC posteriors back).
         sync_norm: under distributed training, the masked BatchNorms take their statistics
             over all processes' valid frames (ours; see espnet_iml.norm). False: per process.
+        neuron: "imls" (the paper's multi-level neuron) or "lif" (OUR ABLATION option, the
+            conventional baseline IMLS replaces): every IMLS neuron becomes a binary
+            multi-step LIF neuron (espnet_iml.lif) and the encoder runs as a
+            ``lif_timesteps``-step SNN, the input repeated along the batch and the outputs
+            averaged over the timesteps. spike_levels, threshold and threshold_init then
+            have no effect.
+        lif_timesteps: T of ``neuron: lif`` (>= 1; unused with imls). Every synaptic layer
+            processes T times as many rows, so a training step costs about T times more.
     """
 
     @typechecked
@@ -88,6 +100,8 @@ class IMLSpikeformerEncoder(AbsEncoder):
         interctc_layer_idx: List[int] = [],
         interctc_use_conditioning: bool = False,
         sync_norm: bool = False,
+        neuron: str = "imls",
+        lif_timesteps: int = 4,
         **unknown,
     ):
         super().__init__()
@@ -110,12 +124,14 @@ class IMLSpikeformerEncoder(AbsEncoder):
                 0 < i < num_blocks,
                 f"entries must be in [1, num_blocks - 1] (got {interctc_layer_idx})",
             )
+        _check("neuron", neuron in NEURONS, f"must be one of {NEURONS} (got {neuron!r})")
+        _check("lif_timesteps", lif_timesteps >= 1, f"must be >= 1 (got {lif_timesteps})")
         _check_sizes_and_schedule(output_size, linear_units, threshold_init, hdm_low, hdm_high,
                                   hdm_span)
         self._output_size = output_size
-        neuron = dict(levels=spike_levels, threshold=threshold, threshold_init=threshold_init)
+        imls_conf = dict(levels=spike_levels, threshold=threshold, threshold_init=threshold_init)
         self.embed = SpikingConv2dSubsampling(
-            input_size, output_size, spiking_frontend, neuron, frontend_channels
+            input_size, output_size, spiking_frontend, imls_conf, frontend_channels
         )
         self.encoders = nn.ModuleList(
             SpikingBlock(
@@ -131,7 +147,7 @@ class IMLSpikeformerEncoder(AbsEncoder):
                 causal=causal,
                 dropout_rate=dropout_rate,
                 norm=branch_norm,
-                **neuron,
+                **imls_conf,
             )
             for i in range(num_blocks)
         )
@@ -139,6 +155,11 @@ class IMLSpikeformerEncoder(AbsEncoder):
         for m in self.modules():
             if isinstance(m, MaskedBatchNorm):
                 m.sync = sync_norm
+        # Timesteps per input: 1 for IMLS (the whole count in one step), T for the LIF ablation.
+        self.timesteps = 1
+        if neuron == "lif":
+            swap_imls_for_lif(self, lif_timesteps)
+            self.timesteps = lif_timesteps
         self.interctc_layer_idx = interctc_layer_idx
         self.interctc_use_conditioning = interctc_use_conditioning
         self.conditioning_layer = None  # set by ESPnetASRModel when conditioning is used
@@ -165,6 +186,9 @@ class IMLSpikeformerEncoder(AbsEncoder):
                 SpikingConv2dSubsampling.min_frames,
             )
         ilens = ilens.to(xs_pad.device)
+        t, batch = self.timesteps, xs_pad.size(0)
+        if t > 1:  # neuron: lif: T copies along the batch, timestep-major (espnet_iml.lif)
+            xs_pad, ilens = repeat_timesteps(xs_pad, t), repeat_timesteps(ilens, t)
         xs, olens = self.embed(xs_pad, ilens)
         mask = time_mask(olens, xs.size(1))[..., None]
 
@@ -177,6 +201,9 @@ class IMLSpikeformerEncoder(AbsEncoder):
                 if self.interctc_use_conditioning:
                     xs = xs + self.conditioning_layer(ctc.softmax(out))
         xs = self.after_norm(xs)
+        if t > 1:  # rate decoding: the mean over the T timesteps
+            xs, olens = mean_timesteps(xs, t), olens[:batch]
+            intermediate = [(idx, mean_timesteps(out, t)) for idx, out in intermediate]
         if intermediate:
             return (xs, intermediate), olens, None
         return xs, olens, None

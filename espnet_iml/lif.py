@@ -8,6 +8,10 @@ into a conventional T-step SNN: every IMLSNeuron becomes a ``MultiStepLIF`` and
 layer then processes T times as many rows, which is exactly where the cost of a T-step SNN
 comes from.
 
+The encoder option ``neuron: lif`` (with ``lif_timesteps: T``) builds the same T-step SNN
+inside ``encoder: iml_spikeformer`` itself, so ESPnet trains it from a YAML switch (the
+IMLS-against-LIF ablation, OUR option).
+
 Neuron dynamics (leaky integrate-and-fire with input decay, hard reset, as in the LIF
 neurons SNN toolkits ship, e.g. SpikingJelly's LIFNode defaults), per timestep t:
 
@@ -114,6 +118,16 @@ class MultiStepLIF(nn.Module):
         return spikes, torch.ones((), dtype=spikes.dtype, device=spikes.device)
 
 
+def repeat_timesteps(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """(B, ...) -> (T x B, ...): the input of every timestep (direct encoding), timestep-major."""
+    return x.repeat(timesteps, *([1] * (x.dim() - 1)))
+
+
+def mean_timesteps(x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """(T x B, ...) -> (B, ...): the mean over the T timesteps (rate decoding)."""
+    return x.reshape(timesteps, x.size(0) // timesteps, *x.shape[1:]).mean(0)
+
+
 def swap_imls_for_lif(module: nn.Module, timesteps: int = 4, **lif_kwargs) -> int:
     """Replace every IMLSNeuron inside ``module`` by a MultiStepLIF; returns how many."""
     n = 0
@@ -148,12 +162,10 @@ class MultiStepEncoder(AbsEncoder):
         self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states: torch.Tensor = None
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         t, b = self.timesteps, xs_pad.size(0)
-        xs = xs_pad.repeat(t, *([1] * (xs_pad.dim() - 1)))  # (T x B, L, F), timestep-major
-        out, olens, _ = self.encoder(xs, ilens.repeat(t))
+        out, olens, _ = self.encoder(repeat_timesteps(xs_pad, t), repeat_timesteps(ilens, t))
         if isinstance(out, tuple):  # intermediate CTC outputs: keep the final one
             out = out[0]
-        out = out.reshape(t, b, *out.shape[1:]).mean(0)
-        return out, olens[:b], None
+        return mean_timesteps(out, t), olens[:b], None
 
 
 def lif_encoder(encoder: AbsEncoder, timesteps: int = 4, **lif_kwargs) -> MultiStepEncoder:
