@@ -6,6 +6,10 @@ We add our class there the moment a task module finishes importing (an import ho
 it is registered before any parser exists, in every process that imports ``espnet_iml``
 first (our ``espnet_iml.bin.*`` entry points do), and before ``espnet2.tasks.enh_s2t``
 deep-copies the ASR choices at its own import time.
+
+The ASR task also gets ``model: espnet_iml`` (espnet_iml.model: ESPnet's ASR model plus the
+optional firing-rate loss, OUR DESIGN), added the same way to every task whose default
+``model: espnet`` is ESPnetASRModel.
 """
 
 import importlib
@@ -16,6 +20,7 @@ from types import ModuleType
 from typing import List
 
 NAME = "iml_spikeformer"
+MODEL_NAME = "espnet_iml"
 TASK_PREFIX = "espnet2.tasks."
 # Tasks the project tests end to end; any other espnet2 task whose encoders are speech
 # encoders (espnet2.asr.encoder.abs_encoder.AbsEncoder) is registered the same way.
@@ -31,8 +36,25 @@ def _takes_speech_encoders(choices) -> bool:
     return any(isinstance(c, type) and issubclass(c, AbsEncoder) for c in choices.classes.values())
 
 
+def register_model(module: ModuleType) -> bool:
+    """Add espnet_iml to ``module.model_choices`` if its "espnet" model is ESPnetASRModel."""
+    choices = getattr(module, "model_choices", None)
+    if choices is None or not hasattr(choices, "classes"):
+        return False
+    # A task whose model is ESPnetASRModel has imported its module; others need not load it.
+    asr_model = sys.modules.get("espnet2.asr.espnet_model")
+    if asr_model is None or choices.classes.get("espnet") is not asr_model.ESPnetASRModel:
+        return False
+    from espnet_iml.model import ESPnetIMLASRModel
+
+    choices.classes[MODEL_NAME] = ESPnetIMLASRModel
+    return True
+
+
 def register_module(module: ModuleType) -> bool:
-    """Add iml_spikeformer to ``module.encoder_choices`` if it takes speech encoders."""
+    """Add iml_spikeformer to ``module.encoder_choices`` if it takes speech encoders (and
+    espnet_iml to its ``model_choices``, see ``register_model``)."""
+    register_model(module)
     choices = getattr(module, "encoder_choices", None)
     if choices is None or not hasattr(choices, "classes") or not _takes_speech_encoders(choices):
         return False
