@@ -25,6 +25,7 @@ size=small              # tiny (seconds per stage; checks the plumbing) | small 
 corpus=                 # corpus directory (default: corpora/<recipe>_<size>, generated)
 workdir=                # directory for corpora/ data/ dump/ exp/ (default: the repository root)
 local_data_opts=        # extra options for local/data.sh (e.g. "--train_sets train-clean-100")
+asr_config=             # a training config instead of the model's (default: config_of the model)
 recipes="librispeech aishell"
 sizes="small tiny"
 
@@ -65,6 +66,8 @@ The small end-to-end recipe: a generated corpus -> features -> model -> scores.
   --compare    the comparison: K seeds (default 2) of IML-Spikeformer, the size-matched
                Conformer and Transformer on the same data, one table and plot
                (local/compare.sh; its options: local/compare.sh --help)
+  --asr_config FILE  train with this config instead of the model's (--model then only
+               names the run; local/ablate.sh passes its generated ablation configs so)
   --local_data_opts "..."  passed on to the recipe's local/data.sh, e.g.
                "--train_sets 'train-clean-100 train-clean-360'" (LibriSpeech)
 
@@ -103,12 +106,12 @@ fi
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --recipe | --model | --size | --corpus | --workdir | --local_data_opts)
+        --recipe | --model | --size | --corpus | --workdir | --local_data_opts | --asr_config)
             [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 2; }
             printf -v "${1#--}" '%s' "$2"
             shift 2
             ;;
-        --recipe=* | --model=* | --size=* | --corpus=* | --workdir=* | --local_data_opts=*)
+        --recipe=* | --model=* | --size=* | --corpus=* | --workdir=* | --local_data_opts=* | --asr_config=*)
             _name=${1%%=*}
             printf -v "${_name#--}" '%s' "${1#*=}"
             shift
@@ -133,10 +136,14 @@ if [ "${size}" = tiny ]; then
 else
     inference_config=conf/decode_asr_small.yaml
 fi
-asr_config=$(config_of "${model}" "${size}" "${recipe}")
-if [ ! -f "${asr_config}" ]; then
-    # shellcheck disable=SC2046
-    bad_value --model "${model}" $(models_of "${size}" "${recipe}") "(at --size ${size}; ${asr_config} does not exist)"
+if [ -n "${asr_config}" ]; then
+    [ -f "${asr_config}" ] || { echo "$0: --asr_config ${asr_config}: no such file" >&2; exit 2; }
+else
+    asr_config=$(config_of "${model}" "${size}" "${recipe}")
+    if [ ! -f "${asr_config}" ]; then
+        # shellcheck disable=SC2046
+        bad_value --model "${model}" $(models_of "${size}" "${recipe}") "(at --size ${size}; ${asr_config} does not exist)"
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

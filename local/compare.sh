@@ -5,6 +5,7 @@
 #   local/compare.sh [--recipe librispeech|aishell] [--size small|tiny]
 #                    [--models "iml_spikeformer conformer transformer"] [--seeds "0 1"]
 #                    [--workdir DIR] [--min_free_mb N] [--stage N] [--stop_stage N]
+#                    [--conf_dir DIR] [--report_dir DIR]
 #                    [any other ./run.sh / asr.sh option, e.g. --ngpu 1 --asr_args "..."]
 #
 # Stages:
@@ -12,14 +13,18 @@
 #   2  size check: each model's parameters against IML-Spikeformer's (a warning outside ±10 %)
 #   3  training, decoding and scoring of every seed of every model (./run.sh --stage 7 with
 #      --asr_tag compare_<model>_seed<N> and --asr_args "--seed N"; the energy stage for the
-#      spiking model only). Finished runs (compare.done in the experiment) are skipped, an
-#      interrupted training resumes from its checkpoint.pth: re-run the same command.
+#      spiking model only, not for neuron: lif). Finished runs (compare.done in the
+#      experiment) are skipped, an interrupted training resumes from its checkpoint.pth:
+#      re-run the same command.
 #   4  report: <workdir>/exp/<recipe>_<size>/compare/compare.md (the table), compare.json,
-#      compare.png (python -m espnet_iml.bin.compare)
+#      compare.png (python -m espnet_iml.bin.compare); with --report_dir DIR in DIR, where
+#      the parameter counts of stage 2 (sizes.txt) go too
 #
 # Models are those with a config: conf/train_asr_<model>_small.yaml, or for --size tiny
-# egs2/<recipe>/asr1/conf/tuning/train_asr_<model>_tiny.yaml. Model names, seeds and the free
-# disk space are checked before any work starts. Logs of every run: .../compare/logs/.
+# egs2/<recipe>/asr1/conf/tuning/train_asr_<model>_tiny.yaml, and with --conf_dir DIR also
+# DIR/train_asr_<model>_<size>.yaml (first; local/ablate.sh puts its ablation configs there).
+# Model names, seeds and the free disk space are checked before any work starts. Logs of
+# every run: .../compare/logs/.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -31,6 +36,8 @@ workdir=            # corpora/ data/ dump/ exp/ under this directory (default: r
 min_free_mb=        # free disk space needed (default: 2000 for small, 200 for tiny; 0: no check)
 stage=1
 stop_stage=4
+conf_dir=           # more model configs: DIR/train_asr_<model>_<size>.yaml
+report_dir=         # stage 2's sizes.txt and stage 4's report (default: .../compare)
 spiking=iml_spikeformer   # the model the others are size-matched against
 reference=conformer       # the model the error ratios refer to
 asr_args=
@@ -46,19 +53,19 @@ fail() {  # a step that failed: exit status 1
 }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --recipe | --size | --models | --seeds | --workdir | --min_free_mb | --stage | --stop_stage | --asr_args)
+        --recipe | --size | --models | --seeds | --workdir | --min_free_mb | --stage | --stop_stage | --asr_args | --conf_dir | --report_dir)
             [ $# -ge 2 ] || die "$1 needs a value"
             printf -v "${1#--}" '%s' "$2"
             shift 2
             ;;
-        --recipe=* | --size=* | --models=* | --seeds=* | --workdir=* | --min_free_mb=* | --stage=* | --stop_stage=* | --asr_args=*)
+        --recipe=* | --size=* | --models=* | --seeds=* | --workdir=* | --min_free_mb=* | --stage=* | --stop_stage=* | --asr_args=* | --conf_dir=* | --report_dir=*)
             _name=${1%%=*}
             printf -v "${_name#--}" '%s' "${1#*=}"
             shift
             ;;
         --model | --model=*) die "use --models \"m1 m2 ...\" (the comparison trains each of them)" ;;
         --asr_tag | --asr_tag=* | --asr_exp | --asr_exp=*) die "$1 is set by $0 (compare_<model>_seed<N>)" ;;
-        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
         --*=*) args+=("$1"); shift ;;
         --*) args+=("$1" "${2-}"); shift $(($# >= 2 ? 2 : 1)) ;;
         *) die "unexpected argument $1 (see --help)" ;;
@@ -71,15 +78,19 @@ case "${recipe}" in librispeech | aishell) ;; *) die "--recipe must be librispee
 case "${size}" in tiny | small) ;; *) die "--size must be small or tiny (got '${size}')" ;; esac
 [[ "${stage}" =~ ^[1-4]$ && "${stop_stage}" =~ ^[1-4]$ ]] || die "--stage and --stop_stage take 1-4"
 
-# The training config of a model, as ./run.sh picks it.
+# The training config of a model: from --conf_dir, else as ./run.sh picks it.
 config_of() {
-    if [ "${size}" = tiny ]; then
+    if [ -n "${conf_dir}" ] && [ -f "${conf_dir%/}/train_asr_$1_${size}.yaml" ]; then
+        echo "${conf_dir%/}/train_asr_$1_${size}.yaml"
+    elif [ "${size}" = tiny ]; then
         echo "egs2/${recipe}/asr1/conf/tuning/train_asr_$1_tiny.yaml"
     else
         echo "conf/train_asr_$1_${size}.yaml"
     fi
 }
+[ -z "${conf_dir}" ] || [ -d "${conf_dir}" ] || die "--conf_dir ${conf_dir}: no such directory"
 pattern=$(config_of '*')
+[ -z "${conf_dir}" ] || pattern="${pattern} ${conf_dir%/}/train_asr_*_${size}.yaml"
 valid=$(for f in ${pattern}; do [ -f "${f}" ] && basename "${f}" | sed "s/^train_asr_//; s/_${size}\.yaml\$//"; done | tr '\n' ' ')
 [ -n "${models// /}" ] || die "--models is empty; valid models for --size ${size}: ${valid}"
 for m in ${models}; do
@@ -117,7 +128,8 @@ tiny_banner
 work_root=${workdir:+${workdir%/}/}
 expdir=${work_root}exp/${recipe}_${size}
 cmp_dir=${expdir}/compare
-mkdir -p "${cmp_dir}/logs"
+report_dir=${report_dir:-${cmp_dir}}
+mkdir -p "${cmp_dir}/logs" "${report_dir}"
 if [ ! -x .venv/bin/python ]; then
     echo "[compare] no .venv yet: running ./setup.sh"
     ./setup.sh
@@ -159,7 +171,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     # Counted before when sizes.txt is newer than the token list and every config, and names
     # every model.
     sizes_known() {
-        local f=${cmp_dir}/sizes.txt m
+        local f=${report_dir}/sizes.txt m
         [ -f "${f}" ] && [ "${f}" -nt "${token_list}" ] || return 1
         for m in ${models}; do
             { [ "${f}" -nt "$(config_of "${m}")" ] && grep -q "\] ${m}: " "${f}"; } || return 1
@@ -168,13 +180,13 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     _cfgs=()
     for m in ${models}; do _cfgs+=(--config "${m}" "$(config_of "${m}")"); done
     if sizes_known; then
-        echo "[compare] stage 2: parameter counts (unchanged configs, from ${cmp_dir}/sizes.txt):"
-        cat "${cmp_dir}/sizes.txt"
+        echo "[compare] stage 2: parameter counts (unchanged configs, from ${report_dir}/sizes.txt):"
+        cat "${report_dir}/sizes.txt"
     else
         echo "[compare] stage 2: parameter counts (${token_list})"
         python -m espnet_iml.bin.compare sizes "${_cfgs[@]}" --token_list "${token_list}" \
-            --spiking "${spiking}" | tee "${cmp_dir}/sizes.txt.tmp"
-        mv "${cmp_dir}/sizes.txt.tmp" "${cmp_dir}/sizes.txt"
+            --spiking "${spiking}" | tee "${report_dir}/sizes.txt.tmp"
+        mv "${report_dir}/sizes.txt.tmp" "${report_dir}/sizes.txt"
     fi
 fi
 
@@ -190,12 +202,17 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
                 echo "[compare] stage 3: ${m} seed ${seed}: finished earlier, skipped (${exp})"
                 continue
             fi
+            _cfg=$(config_of "${m}")
             _opts=()
-            # The energy report (asr.sh stage 11) is for the spiking encoder only.
-            grep -Eq '^encoder:[[:space:]]*iml_spikeformer' "$(config_of "${m}")" || _opts=(--energy false)
+            # The energy report (asr.sh stage 11) is for the spiking encoder with IMLS neurons
+            # only: the energy counter does not model the LIF neurons of neuron: lif.
+            if ! grep -Eq '^encoder:[[:space:]]*iml_spikeformer' "${_cfg}" \
+                || grep -Eq '^[[:space:]]+neuron:[[:space:]]*lif' "${_cfg}"; then
+                _opts=(--energy false)
+            fi
             echo "[compare] stage 3: ${m} seed ${seed}: training and decoding -> ${exp} (log: ${cmp_dir}/logs/${tag}.log)"
             if ! ./run.sh --recipe "${recipe}" --size "${size}" --model "${m}" --workdir "${workdir}" \
-                --stage 7 --asr_tag "${tag}" --asr_args "--seed ${seed} ${asr_args}" \
+                --asr_config "${_cfg}" --stage 7 --asr_tag "${tag}" --asr_args "--seed ${seed} ${asr_args}" \
                 "${args[@]}" "${_opts[@]}" 2>&1 | tee -a "${cmp_dir}/logs/${tag}.log"; then
                 fail "${m} seed ${seed} failed (log: ${cmp_dir}/logs/${tag}.log); re-run the same command to continue where it stopped"
             fi
@@ -214,7 +231,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     done
     _opts=()
     [ "${size}" = tiny ] && _opts=(--tiny)
-    python -m espnet_iml.bin.compare report "${_runs[@]}" --out_dir "${cmp_dir}" \
+    python -m espnet_iml.bin.compare report "${_runs[@]}" --out_dir "${report_dir}" \
         --reference "${reference}" --spiking "${spiking}" "${_opts[@]}" \
         --title "Model comparison: ${recipe} (${size} corpus), seeds ${seeds}"
     tiny_banner
