@@ -74,7 +74,8 @@ class SpikeCountMeter:
         self.active = False
         self._spikes: Optional[torch.Tensor] = None
         self._valid: Optional[torch.Tensor] = None
-        self._handles = [m.register_forward_hook(self._hook, with_kwargs=True) for m in self.neurons]
+        self._handles = [m.register_forward_hook(self._hook, with_kwargs=True)
+                         for m in self.neurons]
 
     def max_count(self) -> int:
         """The largest count any measured neuron can emit at one position (D or T); 0 without

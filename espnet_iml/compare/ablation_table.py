@@ -116,8 +116,9 @@ def markdown_table(t: AblationTable, title: str, tiny: bool = False) -> str:
         "",
         f"- {t.metric or 'error'} in percent, lower is better, `mean ± std` over the seeds "
         "(sample standard deviation, n - 1; one seed shows its value alone).",
-        f"- `×r (lo–hi)`: r = this row's mean / the mean of {t.full} (or {t.reference}); lo–hi "
-        "= the range of the per-seed ratios (seed s against seed s). Above 1: more errors.",
+        f"- `×r (lo–hi)`: r = this row's mean / the mean of {t.full} (or {t.reference}); "
+        "lo–hi = the range of the per-seed ratios (seed s against seed s). Above 1: more "
+        "errors.",
         f"- params: ESPnet's count, in brackets the difference to {t.full}.",
         "- encoder energy ANN/SNN and mean spike count: the energy stage's theoretical "
         "encoder energy ratio (compute-only convention) and mean spike count of the encoder's "
