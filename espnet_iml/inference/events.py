@@ -67,8 +67,11 @@ def event_matmul_right(
     left: torch.Tensor, slots: torch.Tensor, tally: Tally, name: str, sources: Sequence[str],
 ) -> torch.Tensor:
     """sum_e left @ slots[e]: each event (.., j, c) adds column j of the real ``left``
-    (the scores of every query row) into output column c: fan-out = left's row count."""
-    acc = sum(torch.matmul(left, slot) for slot in slots)
+    (the scores of every query row) into output column c: fan-out = left's row count.
+    Run as (slots[e]^T @ left^T)^T, so that the events are the left operand of every
+    event-driven product here (as in ``event_matmul_left``)."""
+    left_t = left.transpose(-2, -1)
+    acc = sum(torch.matmul(slot.transpose(-2, -1), left_t) for slot in slots).transpose(-2, -1)
     fan_out = left.size(-2)
     macs = slots[0].numel() * fan_out
     tally.spike_layer(
