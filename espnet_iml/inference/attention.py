@@ -96,7 +96,7 @@ class SpikeDrivenAttention(nn.Module):
         scores = events.event_matmul_left(
             self._heads(sq.slots), k_counts.transpose(-2, -1), tally, f"{n}.qk",
             [self.q_neuron.name, self.k_neuron.name],
-            right_counts_mean=float(sk.counts.double().mean()),
+            right_counts_mean=float(sk.counts.sum()) / sk.counts.numel(),
         )
         # per (head, query) and per key factors: theta_Q * scale_h, theta_K * theta_V
         # (a constant threshold is one number: then so are these factors, per head)
