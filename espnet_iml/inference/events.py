@@ -11,9 +11,9 @@ convolution whose window spans inputs with different thetas).
 Real-valued work is counted as it is executed: a synaptic layer on real input is a MAC per
 product, and element-wise multiplies / adds go to ``Tally.elementwise_op``.
 
-Only bookkeeping (integers and booleans) is computed beside the execution; every floating
-point operation below is part of the execution (a test intercepts them and checks the
-counts against what ran).
+Beside the execution only bookkeeping is computed (event counts on booleans and integers,
+no floating-point multiply), so every product and multiply in a run is part of the
+execution: tests/test_energy_execution.py intercepts them and checks the counts.
 """
 
 from typing import List, Optional, Sequence
