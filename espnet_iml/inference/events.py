@@ -82,9 +82,9 @@ def event_matmul_right(
     return acc
 
 
-def _tap_uses(size: int, tap: int, stride: int, out_size: int) -> torch.Tensor:
+def _tap_uses(size: int, tap: int, stride: int, out_size: int, device=None) -> torch.Tensor:
     """(size,) int64: how many outputs read input index i through kernel tap ``tap``."""
-    i = torch.arange(size)
+    i = torch.arange(size, device=device)
     j = i - tap
     return ((j % stride == 0) & (j >= 0) & (j // stride < out_size)).long()
 
@@ -109,11 +109,11 @@ def event_conv_taps(
                             for slot in slots))
     # accumulates: each event at (c, t, f) feeds C_out outputs per (tap row, column) that
     # reads it; counted on the events present, frame by frame and column by column
-    col_uses = sum(_tap_uses(f_in, j, sw, f_out) for j in range(kw))
+    col_uses = sum(_tap_uses(f_in, j, sw, f_out, slots.device) for j in range(kw))
     ev = (slots != 0).sum(dim=(1, 2))  # (D, T, F) events, summed over batch and channels
     ops = nonzero = 0
     for i in range(kh):
-        row_uses = _tap_uses(t_in, i, sh, t_out)
+        row_uses = _tap_uses(t_in, i, sh, t_out, slots.device)
         per_pos = row_uses[:, None] * col_uses[None, :]  # (T, F) uses per input position
         ops += int((ev * per_pos).sum()) * c_out
         nonzero += int((ev[0] * per_pos).sum()) * c_out
