@@ -338,6 +338,16 @@ def test_cli_fresh_model_both_frontends(tmp_path):
     spk = data["settings"]["spiking_frontend"]
     assert ratio == pytest.approx(spk["totals"]["encoder"]["ratio_ann_snn"], rel=1e-3)
     assert spk["meta"]["utterances"] == 2
+    # the strict headline: counted from the encoder's spike-driven execution
+    strict_lines = [ln for ln in proc.stdout.splitlines()
+                    if ln.startswith("energy_ratio_encoder_strict=")]
+    assert len(strict_lines) == 1
+    strict = float(strict_lines[0].split("=", 1)[1])
+    assert spk["totals"]["encoder"]["executed"]
+    assert spk["meta"]["encoder_counts"].startswith("spike-driven")
+    assert strict == pytest.approx(spk["totals"]["encoder"]["ratio_ann_snn_strict"], rel=1e-3)
+    assert data["energy_ratio_encoder_strict"] == spk["totals"]["encoder"]["ratio_ann_snn_strict"]
+    assert 1.0 < strict < ratio
     real_ratio = data["settings"]["real_frontend"]["totals"]["encoder"]["ratio_ann_snn"]
     assert ratio > real_ratio > 1.0
     # the ESPnet decoder and the CTC projection are real-valued: all MAC, counted apart

@@ -47,7 +47,8 @@ TESTS: Dict[str, List[str]] = {
     **{f"espnet_iml/{m}.py": MODEL_TESTS for m in
        ("imls", "norm", "rep", "hdm", "attention", "block", "subsampling", "encoder")},
     "espnet_iml/lif.py": ["tests/test_benchmark.py", "-k", "lif"],
-    "espnet_iml/energy.py": ["tests/test_energy.py"],
+    **{f"espnet_iml/energy/{m}.py": ["tests/test_energy.py"] for m in
+       ("records", "counting", "models", "report", "plots")},
     "espnet_iml/recipe/audio.py": _recipe("audio or fbank or prep or speed"),
     "espnet_iml/recipe/common.py": RECIPE_TESTS,
     "espnet_iml/recipe/datadir.py": _recipe("datadir or prep"),

@@ -1,0 +1,536 @@
+"""Hook-based operation counter: observes a float model's forward and classifies each
+synaptic layer as AC or MAC from where its input came from.
+
+What is "spikes" is decided by provenance, not by value: a layer's input is spikes when it
+IS an IMLS neuron's output tensor or a view of it (reshape / transpose / slice). Neuron
+outputs are tracked by storage address with forward hooks; each entry holds a weak
+reference to the output tensor, so an address freed and reused by another tensor is never
+mistaken for spikes. Anything computed from spikes by another op (a sum, a scale) is real.
+
+Matrix products of two spike tensors (Q K^T): the accumulations are driven by the events
+of the LEFT operand (each unit of Q's count adds a row of K), so r is the left operand's
+mean count; both operands' counts are kept in the report. A V with real scores A and spike
+V is driven by V.
+
+Re-parameterized layers (``LinearBN``, ``RepTemporalProjection``) are counted as units in
+their deployed (folded) form whether or not they fold at run time (``fold_in_eval``): the
+pointwise projection is the synaptic layer; the depthwise temporal filter of the Q/K/V
+generator is listed with the element-wise ops. The counts are identical folded or not.
+
+These hooks MODEL the element-wise work of a spiking layer (one threshold scale per output,
+for instance); they do not execute it. With ``count_energy(model, spike_driven=True)`` every
+``IMLSpikeformerEncoder`` inside ``model`` is instead executed by its spike-driven form
+(``espnet_iml.inference``), which counts what it executes; only its counts carry the strict
+convention (``espnet_iml.energy.models``).
+
+Padding. ``macs`` counts the tensors as run. Spike-fed layers are counted by events:
+AC ops = sum over valid input positions of count x fan-out, and ``macs_valid`` = the MACs
+that touch valid inputs (Linear: valid tokens; ConvNd: valid output positions, i.e. windows
+lying on valid input, exact at borders and strides; a product of two spike tensors: pairs
+of valid positions, so padded keys add nothing to Q K^T). All energies use ``macs_valid``,
+so a padded batch gives the same numbers as its utterances alone, with two exceptions:
+layers fed real values (no mask to read: padded frames are counted), and A V, whose real
+scores A carry no mask (V's events also fan out to padded query rows). Run one utterance
+per forward (``espnet_iml.bin.energy`` does) for exact per-utterance numbers.
+
+Usage::
+
+    with count_energy(model, spike_driven=True) as counter:   # ESPnetASRModel or encoder
+        model.encode(speech, lengths)
+    report = counter.report()
+    print(report.to_markdown()); report.save("out_dir")
+"""
+
+import math
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from espnet_iml.attention import HDRepSSA, MatMul
+from espnet_iml.block import SpikingBlock
+from espnet_iml.energy.records import PARTS_ORDER, WORD_BITS, Tally, spike_bits
+from espnet_iml.imls import IMLSNeuron
+from espnet_iml.norm import MaskedBatchNorm
+from espnet_iml.rep import LinearBN, RepTemporalProjection
+from espnet_iml.subsampling import SpikingConv2dSubsampling
+
+# element-wise kinds that only a spiking network executes (its ANN twin has none of them)
+NEURON_KINDS = ("threshold", "scale (threshold fold)")
+
+
+def linear_macs(input_shape: Sequence[int], in_features: int, out_features: int) -> int:
+    """MACs of a Linear applied to an input of ``input_shape`` (..., in_features)."""
+    if input_shape[-1] != in_features:
+        raise ValueError(f"input has {input_shape[-1]} features, layer expects {in_features}")
+    return math.prod(input_shape[:-1]) * in_features * out_features
+
+
+def conv_macs(
+    output_shape: Sequence[int], in_channels: int, groups: int, kernel_size: Sequence[int]
+) -> int:
+    """MACs of a ConvNd with output (B, C_out, *spatial): each output element sums
+    ``in_channels / groups x prod(kernel)`` products."""
+    return math.prod(output_shape) * (in_channels // groups) * math.prod(kernel_size)
+
+
+def matmul_macs(a_shape: Sequence[int], b_shape: Sequence[int]) -> int:
+    """MACs of ``a @ b`` with (..., n, k) @ (..., k, m) and broadcast batch dims."""
+    if len(a_shape) < 2 or len(b_shape) < 2:
+        raise ValueError("matmul_macs needs operands of at least 2 dims")
+    n, k = a_shape[-2:]
+    k2, m = b_shape[-2:]
+    if k != k2:
+        raise ValueError(f"inner dims differ: {k} vs {k2}")
+    batch = torch.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2]))
+    return math.prod(batch) * n * k * m
+
+
+
+def mean_count(counts: torch.Tensor, valid: Optional[torch.Tensor] = None) -> Tuple[float, int]:
+    """(mean count over valid positions, number of valid positions)."""
+    if valid is None:
+        return float(counts.double().mean()), counts.numel()
+    n = int(valid.sum())
+    return (float(counts.double()[valid].sum()) / n if n else 0.0), n
+
+
+
+@dataclass
+class _Spikes:
+    ref: "weakref.ref"
+    neuron: str
+    counts: torch.Tensor
+    valid: Optional[torch.Tensor]
+    levels: int
+
+
+
+def _is_espnet_mha(m: nn.Module) -> bool:
+    attrs = ("linear_q", "linear_k", "linear_v", "linear_out", "h", "d_k")
+    return all(hasattr(m, a) for a in attrs)
+
+
+class EnergyCounter(Tally):
+    """Hooks a model and accumulates per-layer op counts; use through ``count_energy``.
+
+    Args:
+        model: the module to profile (an ESPnetASRModel, an encoder, any nn.Module).
+        root_part: part name of modules not under a top-level child named in ``parts``
+            (for an encoder passed directly: "encoder").
+        parts: top-level child names reported as separate parts.
+        sram_pj_per_64bit: memory model constant (espnet_iml.energy.models).
+        exclude: names of submodules (and their children) to leave unhooked.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        root_part: Optional[str] = None,
+        parts: Sequence[str] = PARTS_ORDER,
+        sram_pj_per_64bit: Optional[float] = None,
+        exclude: Sequence[str] = (),
+    ):
+        super().__init__(root_part, parts, sram_pj_per_64bit)
+        self.model = model
+        self.exclude = tuple(exclude)
+        self._spikes: Dict[int, _Spikes] = {}
+        self._handles = []
+        self._recording: Dict[IMLSNeuron, bool] = {}
+        # (name prefix, Tally) of the parts executed by a spike-driven form
+        self.executed: List[Tuple[str, Tally]] = []
+
+    # ----- setup
+    def _part(self, name: str) -> str:
+        return self.part(name)
+
+    def _excluded(self, name: str) -> bool:
+        return any(name == e or name.startswith(e + ".") or e == "" for e in self.exclude)
+
+    def attach(self) -> "EnergyCounter":
+        inside_unit = set()
+        for m in self.model.modules():
+            if isinstance(m, (LinearBN, RepTemporalProjection)):
+                inside_unit.update(id(c) for c in m.modules() if c is not m)
+        for name, m in self.model.named_modules():
+            if id(m) in inside_unit or self._excluded(name):
+                continue
+            hook = None
+            if isinstance(m, IMLSNeuron):
+                self._recording[m] = m.recording
+                m.recording = True
+                self.neuron(name, m.levels)
+                hook = self._neuron_hook
+            elif isinstance(m, (nn.Linear, LinearBN, RepTemporalProjection)):
+                hook = self._linear_hook
+            elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
+                hook = self._conv_hook
+            elif isinstance(m, MatMul):
+                hook = self._matmul_hook
+            elif _is_espnet_mha(m):
+                hook = self._mha_hook
+            elif isinstance(m, MaskedBatchNorm):
+                hook = self._bn_hook
+            elif isinstance(m, nn.LayerNorm):
+                hook = self._layernorm_hook
+            elif isinstance(m, HDRepSSA):
+                hook = self._ssa_hook
+            elif isinstance(m, SpikingBlock):
+                hook = self._residual_hook
+            elif isinstance(m, SpikingConv2dSubsampling):
+                hook = self._subsampling_hook
+            elif isinstance(m, (nn.ReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid)):
+                hook = self._activation_hook
+            if hook is not None:
+                self._handles.append(
+                    m.register_forward_hook(self._wrap(hook, name), with_kwargs=True)
+                )
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for m, was in self._recording.items():
+            m.recording = was
+            if not was:
+                m.last_counts = None
+        self._recording.clear()
+        self._spikes.clear()
+
+    def _wrap(self, fn, name):
+        def hook(module, args, kwargs, output):
+            fn(name, module, args, kwargs, output)
+
+        return hook
+
+    def execute_spike_driven(self, name: str, encoder: nn.Module) -> None:
+        """Run ``encoder``'s spike-driven form after each of its forwards, on the same
+        inputs, into a tally of its own (merged under ``name`` by ``report``)."""
+        from espnet_iml.inference import spike_driven
+
+        executor = spike_driven(encoder)
+        tally = Tally(root_part="encoder", parts=())
+        tally.executed_parts.append("encoder")
+        self.executed.append((name + "." if name else "", tally))
+
+        def hook(module, args, kwargs, output):
+            xs = args[0] if args else kwargs["xs_pad"]
+            ilens = args[1] if len(args) > 1 else kwargs["ilens"]
+            with torch.no_grad():
+                executor(xs, ilens, tally=tally)
+
+        self._handles.append(encoder.register_forward_hook(hook, with_kwargs=True))
+
+    # ----- spike provenance
+    def _register_spikes(self, name, out, counts, valid, levels):
+        key = out.untyped_storage().data_ptr()
+
+        def _forget(_ref, key=key):
+            entry = self._spikes.get(key)
+            if entry is not None and entry.ref is _ref:
+                del self._spikes[key]
+
+        self._spikes[key] = _Spikes(weakref.ref(out, _forget), name, counts, valid, levels)
+
+    def spike_source(
+        self, x: torch.Tensor
+    ) -> Optional[Tuple[str, torch.Tensor, Optional[torch.Tensor], int]]:
+        """(neuron name, counts, valid mask, D) if ``x`` is an IMLS output or a view of it."""
+        if not isinstance(x, torch.Tensor) or x.numel() == 0:
+            return None
+        entry = self._spikes.get(x.untyped_storage().data_ptr())
+        if entry is None:
+            return None
+        out = entry.ref()
+        if out is None or out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr():
+            return None
+        counts, valid = entry.counts, entry.valid
+        same_view = (
+            x.shape == out.shape
+            and x.stride() == out.stride()
+            and x.storage_offset() == out.storage_offset()
+        )
+        if not same_view:
+            mismatch = counts.stride() != out.stride() or (
+                valid is not None and valid.stride() != out.stride()
+            )
+            if mismatch:
+                # Layouts differ: cannot map the view, use the whole tensor's statistics.
+                return entry.neuron, counts, valid, entry.levels
+            off = x.storage_offset() - out.storage_offset()
+            counts = counts.as_strided(x.shape, x.stride(), counts.storage_offset() + off)
+            if valid is not None:
+                valid = valid.as_strided(x.shape, x.stride(), valid.storage_offset() + off)
+        return entry.neuron, counts, valid, entry.levels
+
+    # ----- hooks
+    def _neuron_hook(self, name, m, args, kwargs, out):
+        u = args[0]
+        mask = args[1] if len(args) > 1 else kwargs.get("mask")
+        counts = m.last_counts
+        if counts is None or counts.shape != out.shape:
+            return
+        # same memory layout as the output, so views of the output map onto it
+        counts = torch.empty_strided(out.shape, out.stride(), dtype=counts.dtype).copy_(counts)
+        valid = None
+        if mask is not None:
+            valid = torch.empty_strided(out.shape, out.stride(), dtype=torch.bool)
+            valid.copy_(mask.to(torch.bool).expand(out.shape))
+        self._register_spikes(name, out, counts, valid, m.levels)
+        self.neurons[name].add(counts[valid] if valid is not None else counts)
+        # thresholding: |U| accumulate + compare/round per element, one scale per element
+        n = u.numel()
+        tokens = n // self._reduced_size(u, m.reduce_dims)
+        if m.threshold == "input_aware":
+            self._elementwise(name + ".threshold", "threshold", mults=n + 2 * tokens, adds=2 * n,
+                              activations=n)
+        else:
+            self._elementwise(name + ".threshold", "threshold", mults=n, adds=n, activations=n)
+
+    @staticmethod
+    def _reduced_size(u, dims) -> int:
+        return math.prod(u.shape[d] for d in dims)
+
+    def _synaptic(
+        self,
+        name: str,
+        kind: str,
+        macs: int,
+        out_elems: int,
+        driving: torch.Tensor,
+        other: Optional[torch.Tensor] = None,
+        fanout=None,
+    ) -> None:
+        """Account one call. ``fanout(values)`` maps a tensor shaped like the driving input
+        to the number of MACs each element takes part in, summed (None: uniform fan-out,
+        macs / numel). Spike-fed layers are counted by events: AC ops = sum over valid
+        input positions of count x fan-out, so padding never adds operations."""
+        st = self.layer(name, kind)
+        st.calls += 1
+        st.macs += macs
+        st.out_elems += out_elems
+        src = self.spike_source(driving)
+        src_other = self.spike_source(other) if other is not None else None
+        if src is None and src_other is not None:  # only the right operand is spikes
+            src, src_other = src_other, None
+            driving, other = other, driving
+            fanout = self._matmul_fanout(other, driving, None, left_drives=False)
+        if src is None:
+            st.macs_valid += macs
+            st.mac_ops += macs
+            st.nonzero_macs += macs
+            st.act_bits_snn_macs += macs * WORD_BITS
+            return
+        neuron, counts, valid, levels = src
+        counts = counts.double()
+        valid_f = valid.double() if valid is not None else torch.ones_like(counts)
+        if fanout is None:
+            fan = macs / counts.numel()
+            fanout = lambda v, valid: fan * float(v.sum())  # noqa: E731
+        macs_valid = fanout(valid_f, valid_f)
+        ops = fanout(counts * valid_f, valid_f)
+        nonzero = fanout((counts > 0).double() * valid_f, valid_f)
+        st.spike_calls += 1
+        st.macs_valid += macs_valid
+        st.ac_ops += ops
+        st.nonzero_macs += nonzero
+        st.act_bits_snn_macs += macs_valid * spike_bits(levels)
+        st.spike_levels = levels
+        if src_other is not None:
+            r2, _ = mean_count(src_other[1], src_other[2])
+            st.r_other_sum += macs_valid * r2
+        for n in (neuron, src_other[0] if src_other else None):
+            if n is not None and n not in st.sources:
+                st.sources.append(n)
+        # the per-token threshold theta of each spike operand scales the output once
+        self._elementwise(
+            name + ".theta_scale", "scale (threshold fold)",
+            mults=out_elems * (1 + (src_other is not None)),
+        )
+
+    def _valid_or_ones(self, x: torch.Tensor) -> torch.Tensor:
+        src = self.spike_source(x)
+        if src is not None and src[2] is not None:
+            return src[2].double()
+        return torch.ones(x.shape, dtype=torch.float64, device=x.device)
+
+    def _matmul_fanout(self, a, b, _unused, left_drives: bool = True):
+        """Fan-out of ``a @ b``'s driving operand, restricted to valid positions of the
+        other operand (a padded key contributes no MACs to a valid query)."""
+        if left_drives:
+            other = self._valid_or_ones(b)
+            return lambda v, valid: float(torch.matmul(v, other).sum())
+        other = self._valid_or_ones(a)
+        return lambda v, valid: float(torch.matmul(other, v).sum())
+
+    def _elementwise(self, name, kind, mults=0.0, adds=0.0, activations=0.0):
+        """``activations``: for a neuron, its inputs (the ANN twin's ReLU comparisons)."""
+        if kind in NEURON_KINDS:
+            self.elementwise_op(name, kind, mults, adds, ann_mults=0.0, ann_adds=activations)
+        else:
+            self.elementwise_op(name, kind, mults, adds)
+
+    def _linear_hook(self, name, m, args, kwargs, out):
+        x = args[0] if args else kwargs.get("x", kwargs.get("input", kwargs.get("s")))
+        if isinstance(m, nn.Linear):
+            inf, outf = m.in_features, m.out_features
+        elif isinstance(m, LinearBN):
+            inf, outf = m.linear.in_features, m.linear.out_features
+        else:  # RepTemporalProjection: pointwise layer + depthwise temporal filter
+            inf, outf = m.pointwise.in_features, m.pointwise.out_features
+            taps = max(m.kernel_size, 1)
+            self._elementwise(
+                name + ".temporal_filter", "depthwise temporal filter",
+                mults=out.numel() * taps, adds=out.numel() * taps,
+            )
+        kind = "Linear" if isinstance(m, nn.Linear) else type(m).__name__
+        self._synaptic(name, kind, linear_macs(x.shape, inf, outf), out.numel(), x)
+
+    def _conv_hook(self, name, m, args, kwargs, out):
+        x = args[0] if args else kwargs.get("input")
+        macs = conv_macs(out.shape, m.in_channels, m.groups, m.kernel_size)
+        self._synaptic(name, type(m).__name__, macs, out.numel(), x, fanout=_conv_fanout(m))
+
+    def _matmul_hook(self, name, m, args, kwargs, out):
+        a, b = args[0], args[1]
+        self._synaptic(name, "MatMul", matmul_macs(a.shape, b.shape), out.numel(), a, b,
+                       fanout=self._matmul_fanout(a, b, None))
+
+    def _mha_hook(self, name, m, args, kwargs, out):
+        q = args[0] if args else kwargs["query"]
+        k = args[1] if len(args) > 1 else kwargs["key"]
+        b, t1, t2 = q.size(0), q.size(1), k.size(1)
+        macs = b * m.h * t1 * t2 * m.d_k
+        scores = b * m.h * t1 * t2
+        n_scores = 2 if hasattr(m, "linear_pos") else 1  # rel-pos attention: a second score
+        for prod in ("qk", "av") + (("pos",) if n_scores == 2 else ()):
+            st = self.layer(f"{name}.{prod}", "MatMul (attention)")
+            st.calls += 1
+            st.macs += macs
+            st.macs_valid += macs
+            st.mac_ops += macs
+            st.nonzero_macs += macs
+            st.act_bits_snn_macs += macs * WORD_BITS
+            st.out_elems += scores if prod != "av" else b * t1 * m.h * m.d_k
+        # scale 1/sqrt(d_k), softmax (exp ~ 1 mult, sum, divide)
+        self._elementwise(name + ".softmax", "softmax + scale", mults=3 * scores * n_scores,
+                          adds=scores * (1 + n_scores))
+
+    def _bn_hook(self, name, m, args, kwargs, out):
+        self._elementwise(name, "norm (BatchNorm affine)", mults=out.numel(), adds=out.numel())
+
+    def _layernorm_hook(self, name, m, args, kwargs, out):
+        n = out.numel()
+        self._elementwise(name, "norm (LayerNorm)", mults=3 * n, adds=4 * n)
+
+    def _ssa_hook(self, name, m, args, kwargs, out):
+        s = args[0] if args else kwargs["s"]
+        b, t, _ = s.shape
+        scores = b * m.heads * t * t
+        self._elementwise(name + ".scale", "attention scale", mults=scores)
+        if m.gammas is not None or m.causal:
+            self._elementwise(name + ".decay_mask", "decay mask", mults=scores)
+
+    def _residual_hook(self, name, m, args, kwargs, out):
+        self._elementwise(name + ".residual", "residual add", adds=2 * out.numel())
+
+    def _subsampling_hook(self, name, m, args, kwargs, out):
+        if not m.spiking:  # two ReLUs, functional inside the module
+            c = m.conv2.out_channels
+            f = m.out.in_features
+            x = args[0] if args else kwargs["xs"]
+            t1 = (x.size(1) - 1) // 2
+            f1 = (x.size(2) - 1) // 2
+            relu = x.size(0) * c * t1 * f1 + out[0].size(0) * out[0].size(1) * f
+            self._elementwise(name + ".relu", "activation", adds=relu)
+
+    def _activation_hook(self, name, m, args, kwargs, out):
+        n = out.numel()
+        if isinstance(m, nn.ReLU):
+            self._elementwise(name, "activation", adds=n)
+        else:
+            self._elementwise(name, "activation", mults=3 * n, adds=n)
+
+    # ----- results
+    def reset(self) -> None:
+        """Forget counts (hooks stay)."""
+        self.layers.clear()
+        self.elementwise.clear()
+        for _, tally in self.executed:
+            tally.layers.clear()
+            tally.elementwise.clear()
+            tally.neurons.clear()
+        for st in self.neurons.values():
+            st.calls, st.valid, st.count_sum, st.hist = 0, 0, 0.0, []
+        self._spikes.clear()
+
+    def release(self) -> None:
+        """Drop provenance entries of finished forwards (call between utterances)."""
+        self._spikes.clear()
+
+    def report(self, meta: Optional[dict] = None) -> "EnergyReport":
+        from espnet_iml.energy.report import EnergyReport
+
+        return EnergyReport.build(self.combined(), meta or {})
+
+    def combined(self) -> Tally:
+        """The hooks' records and those of every spike-driven execution, in one tally."""
+        if not self.executed:
+            return self
+        out = Tally(self.root_part, self.parts, self.sram_pj_per_64bit)
+        out.merge(self)
+        for prefix, tally in self.executed:
+            out.merge(tally, prefix)
+        return out
+
+
+def _conv_fanout(m: nn.Module):
+    """Summed fan-out of a ConvNd input: each output position sums the inputs in its window
+    over C_in / groups channels for each of C_out / groups output channels, so
+    sum(values x fan-out) = C_out / groups x sum over output positions of the window sums
+    of the channel-summed values (exact at borders and with strides; zero padding adds
+    nothing). Only valid output positions count: those whose window lies entirely on valid
+    input (the frames the encoder's length arithmetic keeps)."""
+    conv = F.conv1d if isinstance(m, nn.Conv1d) else F.conv2d
+    pad = m.padding if not isinstance(m.padding, str) else 0
+
+    def window_sums(v: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones((1, 1) + tuple(m.kernel_size), dtype=v.dtype, device=v.device)
+        return conv(v.sum(1, keepdim=True), ones, None, m.stride, pad, m.dilation)
+
+    def fanout(v: torch.Tensor, valid: torch.Tensor) -> float:
+        full = m.in_channels * math.prod(m.kernel_size) - 0.5
+        out_valid = window_sums(valid) >= full
+        return float((window_sums(v) * out_valid).sum()) * (m.out_channels // m.groups)
+
+    return fanout
+
+
+@contextmanager
+def count_energy(model: nn.Module, spike_driven: bool = False, **kwargs) -> Iterator[EnergyCounter]:
+    """Context manager: hooks ``model`` and yields an ``EnergyCounter``; hooks and the
+    neurons' ``recording`` flags are restored on exit. Use under ``torch.no_grad()``.
+
+    ``spike_driven``: every ``IMLSpikeformerEncoder`` in ``model`` (``model`` itself
+    included) is also executed, on the same inputs, by its spike-driven form, and ITS
+    counts (the ops it executed) replace the hooks' for that encoder; the float encoder's
+    output still goes on to the rest of the model. Other kwargs: ``EnergyCounter``'s."""
+    encoders = []
+    if spike_driven:
+        from espnet_iml.encoder import IMLSpikeformerEncoder
+
+        encoders = [(n, m) for n, m in model.named_modules()
+                    if isinstance(m, IMLSpikeformerEncoder)]
+        kwargs["exclude"] = tuple(kwargs.get("exclude", ())) + tuple(n for n, _ in encoders)
+    counter = EnergyCounter(model, **kwargs).attach()
+    for name, enc in encoders:
+        counter.execute_spike_driven(name, enc)
+    try:
+        yield counter
+    finally:
+        counter.detach()
