@@ -91,9 +91,13 @@ def make_run(base: Path, model: str, seed: int) -> Path:
         }))
     if model == "iml_spikeformer":
         ratio, count = ENERGY[seed]
+        # Seed 0's file has the strict ratio (the headline) beside a different generous one;
+        # seed 1's is from before the strict convention and has only the generous ratio.
+        ratios = ({"energy_ratio_encoder_strict": ratio, "energy_ratio_encoder": ratio * 1.3}
+                  if seed == 0 else {"energy_ratio_encoder": ratio})
         (decode / "energy").mkdir()
         (decode / "energy" / "energy.json").write_text(json.dumps({
-            "primary": "spiking_frontend", "energy_ratio_encoder": ratio,
+            "primary": "spiking_frontend", **ratios,
             "settings": {"spiking_frontend": {"totals": {"encoder": {"mean_count_neurons": count}}}},
         }))
     return exp

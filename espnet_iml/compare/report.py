@@ -239,8 +239,10 @@ def markdown(s: Summary, title: str, tiny: bool = False) -> str:
         "job, batch 1, the decoding config's beam search, model loading left out (from the "
         "timestamps of ESPnet's decoding logs).",
         "- encoder energy ANN/SNN and mean spike count: the spiking model's theoretical "
-        "encoder energy ratio (compute-only convention: 4.6 pJ per MAC, 0.9 pJ per spike "
-        "accumulate) and the mean spike count of its encoder neurons, from the energy stage "
+        "encoder energy ratio under the strict convention (4.6 pJ for every multiply with a "
+        "real operand, 0.9 pJ per spike-driven accumulate, counted from the spike-driven "
+        "execution; docs/efficiency.md) and the mean spike count of its encoder neurons, "
+        "from the energy stage "
         "(espnet_iml.bin.energy) on the first utterances of the first test set.",
         "",
         "## Per seed",
