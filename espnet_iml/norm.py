@@ -28,6 +28,16 @@ def distributed_world() -> int:
     return torch.distributed.get_world_size()
 
 
+def has_hooks(*modules: nn.Module) -> bool:
+    """Whether a forward hook (global or on one of ``modules``) watches these modules: the
+    fused and folded paths compute several modules in one kernel and would bypass it."""
+    from torch.nn.modules import module as _module
+
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of ``x`` over all processes, differentiable: the gradient of every process's
     input is the sum of all processes' output gradients (torch.distributed.nn)."""
@@ -79,6 +89,20 @@ class MaskedBatchNorm(_NormBase):
         a = self.weight / torch.sqrt(self.running_var + self.eps)
         return a, self.bias - a * self.running_mean
 
+    @torch.no_grad()
+    def update_running(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+        """Move the running statistics towards this batch's mean and biased variance over
+        ``n`` valid positions (the stored variance is the unbiased one, as torch's)."""
+        self.num_batches_tracked += 1
+        unbiased = var * (n / max(n - 1.0, 1.0))
+        self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+        self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
+
+    def observed(self) -> bool:
+        """Whether the statistics must be taken by this module itself: synchronized across
+        processes, or hooked by a profiler. Fused callers (espnet_iml.fused) then call it."""
+        return (self.sync and distributed_world() > 1) or has_hooks(self)
+
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: any shape with channels at ``channel_dim``; mask: bool, broadcastable to x with
         size 1 at the channel dim, True at valid positions (None = all valid)."""
@@ -111,11 +135,7 @@ class MaskedBatchNorm(_NormBase):
         n = max(n, 1.0)
         mean = s1 / n
         var = (s2 / n - mean * mean).clamp_min(0.0)
-        with torch.no_grad():
-            self.num_batches_tracked += 1
-            unbiased = var * (n / max(n - 1.0, 1.0))
-            self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
-            self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+        self.update_running(mean, var, n)
         scale = self.weight * torch.rsqrt(var + self.eps)
         shift = self.bias - mean * scale
         return torch.addcmul(shift.view(shape), xf, scale.view(shape)).to(x.dtype)

@@ -14,9 +14,11 @@ from typing import Tuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from espnet_iml.fused import bn_imls_tokens, conv_bn_imls, fold_conv_bn_eval
 from espnet_iml.imls import IMLSNeuron
-from espnet_iml.norm import MaskedBatchNorm
+from espnet_iml.norm import MaskedBatchNorm, has_hooks
 
 
 def conv_out_lengths(lengths: torch.Tensor) -> torch.Tensor:
@@ -62,11 +64,28 @@ class SpikingConv2dSubsampling(nn.Module):
             self.neuron2 = IMLSNeuron(**neuron, reduce_dims=(-1,))
         self.out = nn.Linear(c * (((idim - 1) // 2 - 1) // 2), odim)
 
+    def fusable(self) -> bool:
+        """Whether the fused kernels (espnet_iml.fused) may stand in for the modules: both
+        neurons input-aware IMLS neurons not recording counts, no hooks on the modules
+        (profilers), BatchNorm statistics not synchronized across processes."""
+        if not self.spiking:
+            return False
+        neurons = (self.neuron1, self.neuron2)
+        if not all(isinstance(n, IMLSNeuron) and n.threshold == "input_aware"
+                   and not n.recording for n in neurons):
+            return False
+        if tuple(self.neuron1.reduce_dims) != (1, 3) or tuple(self.neuron2.reduce_dims) != (-1,):
+            return False
+        return not (self.bn1.observed() or self.bn2.observed()
+                    or has_hooks(self.conv1, self.conv2, *neurons))
+
     def forward(
         self, xs: torch.Tensor, ilens: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         l1 = conv_out_lengths(ilens)
         l2 = conv_out_lengths(l1)
+        if self.fusable():
+            return self.forward_fused(xs, l1, l2), l2
         x = self.conv1(xs.unsqueeze(1))
         if self.spiking:
             m1 = time_mask(l1, x.size(2))[:, None, :, None]
@@ -85,3 +104,23 @@ class SpikingConv2dSubsampling(nn.Module):
         else:
             x = torch.relu(x)
         return self.out(x), l2
+
+    def forward_fused(self, xs: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor) -> torch.Tensor:
+        """The spiking path with fused kernels: same values and gradients as the module
+        path above (tests/test_fused.py). Training folds bn1 into conv1 with the batch
+        statistics, eval with the running ones; bn2 and neuron2 run as one kernel (eval:
+        bn2 folded into conv2)."""
+        xs4 = xs.unsqueeze(1)
+        t1 = (xs4.size(2) - 3) // 2 + 1
+        m1 = time_mask(l1, t1)[:, None, :, None]
+        x = conv_bn_imls(self.conv1, self.bn1, self.neuron1, xs4, m1)
+        if self.bn2.training:
+            x = self.conv2(x)
+            m2 = time_mask(l2, x.size(2))[:, None, :, None]
+            x = bn_imls_tokens(self.bn2, self.neuron2, x, m2)
+        else:
+            w, b = fold_conv_bn_eval(self.conv2, self.bn2)
+            x = F.conv2d(x, w, b, stride=self.conv2.stride)
+            m2 = time_mask(l2, x.size(2))[:, None, :, None]
+            x = bn_imls_tokens(None, self.neuron2, x, m2)
+        return self.out(x)
