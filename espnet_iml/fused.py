@@ -37,54 +37,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch.nn import functional as F
 
-
-# --------------------------------------------------------------------------- IMLS cores
-
-
-def imls_counts_(u: torch.Tensor, theta: torch.Tensor, mask: Optional[torch.Tensor],
-                 levels: int) -> torch.Tensor:
-    """In place: ``u`` becomes clamp(floor(u / theta + 1/2), 0, D), 0 where ``mask`` is
-    False (broadcastable bool). Clamping before flooring gives the same integers as the
-    neuron's floor-then-clamp: the bounds are integers and floor is monotone."""
-    if mask is not None:
-        # a padded token divides by +inf: 0 + 1/2 floors to 0 (one small op, no extra pass)
-        theta = theta.masked_fill(~mask, float("inf"))
-    return u.div_(theta).add_(0.5).clamp_(0, levels).floor_()
-
-
-def imls_threshold(u: torch.Tensor, k: torch.Tensor, dims: Sequence[int], eps: float):
-    """(theta, mean|U|) per token: theta = max(|k| mean|U|, eps), one reduction pass."""
-    n = 1
-    for d in dims:
-        n *= u.size(d)
-    mean_abs = torch.linalg.vector_norm(u, 1, dim=tuple(dims), keepdim=True) / n
-    return (k.abs() * mean_abs).clamp_min(eps), mean_abs
-
-
-def imls_backward_(x: torch.Tensor, gy: torch.Tensor, theta: torch.Tensor,
-                   mean_abs: torch.Tensor, k: torch.Tensor, mask: Optional[torch.Tensor],
-                   levels: int, dims: Sequence[int], eps: float):
-    """Gradient of y = S * theta (IMLSNeuron, input-aware) with ``x`` = a buffer holding U
-    (consumed). Returns (dL/dU, dL/dk). Same formulas as imls._IMLSFire.backward:
-        dL/dU_i  = g_i [0 <= x_i <= D] + sign(U_i) |k| / n * g_theta
-        g_theta  = sum_token g_i (S_i - [0 <= x_i <= D] x_i)      (x = U / theta)
-    """
-    n = x.numel() // theta.numel()
-    x.div_(theta)
-    if mask is not None:
-        x.masked_fill_(~mask, -1.0)  # padded: outside the firing range, S = 0
-    r = x.clamp(0, levels)
-    outside = r.ne(x)
-    x.sign_()  # sign(U): theta > 0
-    per = r.add(0.5).floor_()  # S (clamping first gives the same integers)
-    per.sub_(r.masked_fill_(outside, 0.0)).mul_(gy)  # g * (S - inside * x)
-    g_theta = per.sum(dim=tuple(dims), keepdim=True)
-    del per
-    g_theta.mul_((k.abs() * mean_abs > eps).to(g_theta.dtype))  # clamped theta: no gradient
-    grad_u = r.copy_(gy).masked_fill_(outside, 0.0)
-    grad_u.addcmul_(x, g_theta * (k.abs() / n))
-    grad_k = (g_theta * mean_abs).sum() * torch.sign(k)
-    return grad_u, grad_k.reshape(k.shape).to(k.dtype)
+from espnet_iml.imls import imls_counts_, imls_grad_, imls_threshold
 
 
 # --------------------------------------------------------------------------- conv1 + bn1 + IMLS
@@ -157,8 +110,8 @@ class _ConvIMLS(torch.autograd.Function):
         low = u.dtype
         if low in (torch.float16, torch.bfloat16):
             u = u.float()
-        grad_u, grad_k = imls_backward_(u, gy.to(u.dtype), theta, mean_abs, k, mask, levels,
-                                        dims, eps)
+        grad_u, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, mask,
+                                    levels, dims, eps)
         del u
         grad_u = grad_u.to(low)
         need = ctx.needs_input_grad
@@ -242,8 +195,8 @@ class _BNIMLSTokens(torch.autograd.Function):
         b, c, t, f = x.shape
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         u = _affine_tokens(xf, scale, shift)
-        g, grad_k = imls_backward_(u, gy.to(u.dtype), theta, mean_abs, k, tmask, levels,
-                                   (-1,), eps)
+        g, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, tmask,
+                               levels, (-1,), eps)
         del u
         g4 = g.view(b, t, c, f).permute(0, 2, 1, 3)  # (B, C, T, F) view; 0 at padded tokens
         sg = g4.sum((0, 2, 3))

@@ -174,3 +174,16 @@ def test_threshold_returned_by_fire_carries_its_gradient(threshold):
 def test_neuron_rejects_bad_threshold_init(value):
     with pytest.raises(ValueError, match="threshold_init must be a finite number > 0"):
         IMLSNeuron(threshold_init=value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_at_the_exact_edges_of_the_firing_range(dtype):
+    """The firing range 0 <= U/theta <= D is closed: U/theta exactly 0 or exactly D passes
+    the gradient, the nearest floats outside do not (theta = 0.5, D = 4, so U/theta = 2U)."""
+    neuron = IMLSNeuron(levels=4, threshold="constant", threshold_init=0.5).to(dtype)
+    just_above = torch.nextafter(torch.tensor(2.0, dtype=dtype), torch.tensor(3.0, dtype=dtype))
+    just_below = torch.nextafter(torch.tensor(0.0, dtype=dtype), torch.tensor(-1.0, dtype=dtype))
+    u = torch.stack([torch.tensor(0.0, dtype=dtype), torch.tensor(2.0, dtype=dtype),
+                     just_above, just_below]).requires_grad_()
+    neuron(u).sum().backward()
+    assert u.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
