@@ -127,6 +127,7 @@ def conv_bn_imls(conv: torch.nn.Conv2d, bn, neuron, xs4: torch.Tensor,
                  mask: Optional[torch.Tensor]) -> torch.Tensor:
     """neuron(bn(conv(xs4), mask), mask) for a one-input-channel conv: training mode folds
     bn with the batch statistics (fold_conv_bn_train), eval mode with its running ones."""
+    mask = drop_full_mask(mask)
     if bn.training:
         w, b = fold_conv_bn_train(conv, bn, xs4, mask)
     else:
@@ -147,6 +148,14 @@ def conv_bn_imls(conv: torch.nn.Conv2d, bn, neuron, xs4: torch.Tensor,
             return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)
         return _ConvIMLS.apply(xs4, w, b, neuron.k, mask, stride, neuron.levels, dims,
                                neuron.eps)
+
+
+def drop_full_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """None when every position is valid (an unpadded batch): the masked passes are then
+    skipped. CPU only, where the check is free; on a GPU it would wait for the device."""
+    if mask is not None and mask.device.type == "cpu" and bool(mask.all()):
+        return None
+    return mask
 
 
 def channels_last_one_channel(x: torch.Tensor) -> torch.Tensor:
@@ -242,6 +251,7 @@ def bn_imls_tokens(bn, neuron, x: torch.Tensor, mask: Optional[torch.Tensor]) ->
     already normalized (bn folded into the conv before it, eval)."""
     b, c, t, f = x.shape
     dev = x.device.type
+    mask = drop_full_mask(mask)
     with torch.autocast(device_type=dev, enabled=False):
         if bn is not None and bn.training:
             y, mean, var, n = _BNIMLSTokens.apply(x, bn.weight, bn.bias, neuron.k, mask,

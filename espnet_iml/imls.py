@@ -85,6 +85,11 @@ def imls_grad_(x: torch.Tensor, gy: torch.Tensor,
         dL/dk   = sign(k) sum_token g_theta mean|U|   (|k| for a constant threshold)
     with no gradient where theta sits at its floor eps, and none at padded positions."""
     lo, hi = firing_bounds(x.dtype, levels)
+    if mask is not None and grad_theta is None:
+        # one pass: padded positions below the range (S = 0, no direct gradient) and their
+        # token's g_theta is 0, so the sign term vanishes there too
+        x = x.masked_fill_(~mask, -1.0)
+        mask = None
     per = x.clamp(0, levels).add_(0.5).floor_()  # S
     x_in = torch.ops.aten.hardtanh_backward(x, x, lo, hi)  # x inside the range, else 0
     per.sub_(x_in).mul_(gy)
