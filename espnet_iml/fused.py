@@ -25,8 +25,10 @@ same values and gradients (tested in float64 against the module-by-module path) 
   else (a ReLU front end keeps the same).
 - **bn2 + neuron2 in one function** with BatchNorm's backward written out, its output
   written directly in the (B, T, C x F) layout the projection reads.
-- **Channels-last 2-D maps** (``channels_last_one_channel``): a frame's values are
-  contiguous for its threshold, and conv2 runs in mkldnn's native layout.
+- **conv1 as one matrix product, channels-last** (``conv_from_patches``): the 9-tap conv
+  of a one-channel input is a (B T' F' x 9) x (9 x C) product that writes the 2-D map in
+  channels-last layout: a frame's values are contiguous for its threshold, and conv2 runs
+  in mkldnn's native layout.
 
 The composed path (``SpikingConv2dSubsampling`` calling its modules one by one) stays the
 reference, and is taken when a module is hooked (profilers such as espnet_iml.energy), when
@@ -45,41 +47,50 @@ from espnet_iml.imls import imls_counts_, imls_grad_, imls_threshold
 # --------------------------------------------------------------------------- conv1 + bn1 + IMLS
 
 
-def patch_moments(xs4: torch.Tensor, mask: Optional[torch.Tensor], kernel: int, stride: int
+def conv_patches(xs4: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """(B * T' * F', k * k): the input values under the kernel at each output position of a
+    one-input-channel conv (im2col), rows ordered (b, t', f')."""
+    p = F.unfold(xs4, kernel, stride=stride)  # (B, k*k, T' * F')
+    return p.transpose(1, 2).reshape(-1, p.size(1))
+
+
+def conv_from_patches(p2: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                      shape: Tuple[int, int, int]) -> torch.Tensor:
+    """The conv as ONE matrix product, rows (b, t', f') x channels: returned as (B, C, T',
+    F') in channels-last layout, so each frame's C x F' values are contiguous (the threshold
+    reduces over them in one run) and conv2's mkldnn kernels run in their native layout
+    without converting (on a CPU about half of conv2's time in ESPnet's NCHW layout)."""
+    bsz, t, f = shape
+    u = torch.addmm(b, p2, w.reshape(w.size(0), -1).t())
+    return u.view(bsz, t, f, -1).permute(0, 3, 1, 2)
+
+
+def patch_moments(p2: torch.Tensor, rows: Optional[torch.Tensor]
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(n, sum p, sum p p^T) over the valid output positions of a one-input-channel conv,
-    in float64. xs4: (B, 1, T, F); mask: (B, 1, T', 1) bool over output frames or None."""
-    b = xs4.size(0)
-    p = F.unfold(xs4.double(), kernel, stride=stride)  # (B, k*k, T' * F')
-    if mask is not None:
-        t_out = mask.size(2)
-        m = mask.to(p.dtype).reshape(b, 1, t_out, 1).expand(b, 1, t_out, p.size(2) // t_out)
-        pm = p * m.reshape(b, 1, -1)
-        n = m.sum()
+    """(n, sum p, sum p p^T) over the valid rows of ``conv_patches`` (``rows``: bool per
+    row, None = all), in float64."""
+    pd = p2.double()
+    if rows is not None:
+        pm = pd * rows.to(pd.dtype)[:, None]
+        n = rows.sum().to(pd.dtype)
     else:
-        pm = p
-        n = torch.tensor(float(p.size(0) * p.size(2)), dtype=p.dtype, device=p.device)
-    s1 = pm.sum((0, 2))
-    pp = p.transpose(0, 1).reshape(p.size(1), -1)
-    s2 = pm.transpose(0, 1).reshape(p.size(1), -1) @ pp.T
-    return n, s1, s2
+        pm = pd
+        n = torch.tensor(float(pd.size(0)), dtype=pd.dtype, device=pd.device)
+    return n, pm.sum(0), pm.T @ pd
 
 
-def fold_conv_bn_train(conv: torch.nn.Conv2d, bn, xs4: torch.Tensor,
-                       mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of ``bn(conv(xs4))`` in training mode as ONE conv (see module doc);
-    updates bn's running statistics. Differentiable in conv's and bn's parameters."""
-    ksz, stride = conv.kernel_size[0], conv.stride[0]
-    n, s1, s2 = patch_moments(xs4, mask, ksz, stride)
-    n_f = float(n)
-    nn_ = max(n_f, 1.0)
+def fold_conv_bn_train(conv: torch.nn.Conv2d, bn, p2: torch.Tensor,
+                       rows: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of ``bn(conv(x))`` in training mode as ONE conv (see module doc), from
+    the patches ``p2 = conv_patches(x)`` and the valid ``rows``; updates bn's running
+    statistics. Differentiable in conv's and bn's parameters."""
+    n, s1, s2 = patch_moments(p2, rows)
+    nn_ = max(float(n), 1.0)
     mu = s1 / nn_
     cov = s2 / nn_ - torch.outer(mu, mu)
-    w2 = conv.weight.reshape(conv.out_channels, -1)
-    wd = w2.double()
-    wmu = wd @ mu  # W . mu (the conv bias cancels in x - mean)
+    wd = conv.weight.reshape(conv.out_channels, -1).double()
     var = ((wd @ cov) * wd).sum(1).clamp_min(0.0)
-    mean = wmu + (conv.bias.double() if conv.bias is not None else 0.0)
+    mean = wd @ mu + (conv.bias.double() if conv.bias is not None else 0.0)
     bn.update_running(mean, var, nn_)
     scale = bn.weight * torch.rsqrt(var.to(bn.weight.dtype) + bn.eps)
     weight = conv.weight * scale.view(-1, 1, 1, 1)
@@ -90,63 +101,69 @@ def fold_conv_bn_train(conv: torch.nn.Conv2d, bn, xs4: torch.Tensor,
 
 
 class _ConvIMLS(torch.autograd.Function):
-    """y = IMLS(conv2d(xs, w, b)) with an input-aware threshold over ``dims``; backward
-    recomputes the convolution instead of saving its 2-D output."""
+    """y = IMLS(conv(x; w, b)) from the patches of x, with an input-aware threshold over
+    ``dims``; backward recomputes the conv (one small-K matrix product) instead of saving
+    its 2-D output."""
 
     @staticmethod
-    def forward(ctx, xs4, w, b, k, mask, stride, levels, dims, eps):
-        u = F.conv2d(xs4, w, b, stride=stride)
+    def forward(ctx, p2, w, b, k, mask, shape, levels, dims, eps):
+        u = conv_from_patches(p2, w, b, shape)
         if u.dtype in (torch.float16, torch.bfloat16):
             u = u.float()
         theta, mean_abs = imls_threshold(u, k, dims, eps)
         y = imls_counts_(u, theta, mask, levels).mul_(theta)
-        ctx.save_for_backward(xs4, w, b, k, theta, mean_abs, mask)
-        ctx.cfg = (stride, levels, dims, eps)
+        ctx.save_for_backward(p2, w, b, k, theta, mean_abs, mask)
+        ctx.cfg = (shape, levels, dims, eps)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        xs4, w, b, k, theta, mean_abs, mask = ctx.saved_tensors
-        stride, levels, dims, eps = ctx.cfg
-        u = F.conv2d(xs4, w, b, stride=stride)
+        p2, w, b, k, theta, mean_abs, mask = ctx.saved_tensors
+        shape, levels, dims, eps = ctx.cfg
+        u = conv_from_patches(p2, w, b, shape)
         low = u.dtype
         if low in (torch.float16, torch.bfloat16):
             u = u.float()
         grad_u, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, mask,
                                     levels, dims, eps)
         del u
-        grad_u = grad_u.to(low)
+        g2 = grad_u.permute(0, 2, 3, 1).reshape(p2.size(0), -1).to(low)  # rows x channels
         need = ctx.needs_input_grad
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad_u, xs4, w, [w.size(0)], [stride, stride], [0, 0], [1, 1], False, [0, 0], 1,
-            [need[0], need[1], need[2]])
-        return gx, gw, gb, grad_k, None, None, None, None, None
+        gp = g2 @ w.reshape(w.size(0), -1) if need[0] else None
+        gw = (g2.T @ p2).view_as(w) if need[1] else None
+        gb = g2.sum(0) if need[2] else None
+        return gp, gw, gb, grad_k, None, None, None, None, None
 
 
 def conv_bn_imls(conv: torch.nn.Conv2d, bn, neuron, xs4: torch.Tensor,
                  mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """neuron(bn(conv(xs4), mask), mask) for a one-input-channel conv: training mode folds
-    bn with the batch statistics (fold_conv_bn_train), eval mode with its running ones."""
+    """neuron(bn(conv(xs4), mask), mask) for a one-input-channel conv without padding:
+    training mode folds bn with the batch statistics (fold_conv_bn_train), eval mode with
+    its running ones. Output (B, C, T', F') in channels-last layout."""
     mask = drop_full_mask(mask)
+    ksz, stride = conv.kernel_size[0], conv.stride[0]
+    shape = (xs4.size(0), (xs4.size(2) - ksz) // stride + 1, (xs4.size(3) - ksz) // stride + 1)
+    p2 = conv_patches(xs4, ksz, stride)
     if bn.training:
-        w, b = fold_conv_bn_train(conv, bn, xs4, mask)
+        rows = None
+        if mask is not None:
+            rows = mask.reshape(shape[0], shape[1], 1).expand(shape).reshape(-1)
+        w, b = fold_conv_bn_train(conv, bn, p2, rows)
     else:
         w, b = fold_conv_bn_eval(conv, bn)
     dims = neuron.reduce_dims
-    stride = conv.stride[0]
     dev = xs4.device.type
     if torch.is_autocast_enabled(dev):
         low = torch.get_autocast_dtype(dev)
-        xs4, w, b = xs4.to(low), w.to(low), b.to(low)
-    xs4 = channels_last_one_channel(xs4)
+        p2, w, b = p2.to(low), w.to(low), b.to(low)
     with torch.autocast(device_type=dev, enabled=False):
         if not torch.is_grad_enabled():
-            u = F.conv2d(xs4, w, b, stride=stride)
+            u = conv_from_patches(p2, w, b, shape)
             if u.dtype in (torch.float16, torch.bfloat16):
                 u = u.float()
             theta, _ = imls_threshold(u, neuron.k, dims, neuron.eps)
             return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)
-        return _ConvIMLS.apply(xs4, w, b, neuron.k, mask, stride, neuron.levels, dims,
+        return _ConvIMLS.apply(p2, w, b, neuron.k, mask, shape, neuron.levels, dims,
                                neuron.eps)
 
 
@@ -156,16 +173,6 @@ def drop_full_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     if mask is not None and mask.device.type == "cpu" and bool(mask.all()):
         return None
     return mask
-
-
-def channels_last_one_channel(x: torch.Tensor) -> torch.Tensor:
-    """The same (B, 1, T, F) data with channels-last strides. With one channel both layouts
-    hold the same bytes, but the strides decide the layout of the conv's OUTPUT: channels
-    last, each frame's C x F' values are contiguous (the threshold reduces over them in one
-    run) and conv2's mkldnn kernels run without converting layouts back and forth (on a
-    CPU about half of conv2's time in the NCHW layout ESPnet uses)."""
-    x = x.contiguous()
-    return x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), x.stride(3)))
 
 
 def fold_conv_bn_eval(conv: torch.nn.Conv2d, bn) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from espnet_iml.fused import fold_conv_bn_train, patch_moments
+from espnet_iml.fused import conv_patches, fold_conv_bn_train, patch_moments
 from espnet_iml.imls import if_reference
 from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.subsampling import SpikingConv2dSubsampling
@@ -32,13 +32,17 @@ def _batch(seed=0):
     return xs, torch.tensor([61, 44, 23])
 
 
-@pytest.mark.parametrize("channels", [6, 0])
-def test_fused_training_step_equals_module_path(channels):
+@pytest.mark.parametrize("channels, padded", [(6, True), (0, True), (6, False)])
+def test_fused_training_step_equals_module_path(channels, padded):
     fused, ref = _pair(channels)
     xs, lens = _batch()
+    if not padded:
+        lens = torch.full_like(lens, xs.size(1))
     for step in range(2):  # the second step uses the running statistics of the first
-        y1, l1 = fused(xs, lens)
-        y2, l2 = ref(xs, lens)
+        x1 = xs.clone().requires_grad_()  # a trainable front end before the encoder
+        x2 = xs.clone().requires_grad_()
+        y1, l1 = fused(x1, lens)
+        y2, l2 = ref(x2, lens)
         assert torch.equal(l1, l2)
         torch.testing.assert_close(y1, y2, rtol=1e-10, atol=1e-10)
         g = torch.randn_like(y1)
@@ -48,6 +52,7 @@ def test_fused_training_step_equals_module_path(channels):
             scale = p2.grad.abs().max().clamp_min(1.0)
             torch.testing.assert_close(p1.grad / scale, p2.grad / scale, rtol=1e-9, atol=1e-9,
                                        msg=name)
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-9)
         for (name, b1), (_, b2) in zip(fused.named_buffers(), ref.named_buffers()):
             torch.testing.assert_close(b1, b2, rtol=1e-10, atol=1e-12, msg=name)
         xs = xs.flip(1)
@@ -105,7 +110,9 @@ def test_patch_moments_give_the_batchnorm_statistics_of_the_conv_output():
     t_valid = torch.div(lens - 1, 2, rounding_mode="floor")
     mask = (torch.arange(out.size(2))[None] < t_valid[:, None])[:, None, :, None]
     valid = torch.cat([out[i, :, :t].reshape(5, -1) for i, t in enumerate(t_valid)], 1)
-    n, s1, s2 = patch_moments(x4, mask, 3, 2)
+    p2 = conv_patches(x4, 3, 2)
+    rows = mask.expand(3, 1, out.size(2), out.size(3)).reshape(-1)
+    n, s1, s2 = patch_moments(p2, rows)
     assert n == valid.size(1)
     mu = s1 / n
     cov = s2 / n - torch.outer(mu, mu)
@@ -113,7 +120,7 @@ def test_patch_moments_give_the_batchnorm_statistics_of_the_conv_output():
     torch.testing.assert_close(w @ mu + conv.bias, valid.mean(1))
     torch.testing.assert_close(((w @ cov) * w).sum(1), valid.var(1, unbiased=False))
     # the folded conv reproduces the normalized map on valid frames
-    weight, bias = fold_conv_bn_train(conv, bn, x4, mask)
+    weight, bias = fold_conv_bn_train(conv, bn, p2, rows)
     folded = torch.nn.functional.conv2d(x4, weight, bias, stride=2)
     textbook = (out - valid.mean(1).view(1, 5, 1, 1)) / torch.sqrt(
         valid.var(1, unbiased=False).view(1, 5, 1, 1) + bn.eps)
