@@ -48,10 +48,12 @@ from espnet_iml.imls import imls_counts_, imls_grad_, imls_threshold
 
 
 def conv_patches(xs4: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """(B * T' * F', k * k): the input values under the kernel at each output position of a
-    one-input-channel conv (im2col), rows ordered (b, t', f')."""
-    p = F.unfold(xs4, kernel, stride=stride)  # (B, k*k, T' * F')
-    return p.transpose(1, 2).reshape(-1, p.size(1))
+    """(B * T' * F', k * k + 1): the input values under the kernel at each output position
+    of a one-input-channel conv (im2col), rows ordered (b, t', f'), and a last column of
+    ones (so the bias rides in the same matrix product: no separate pass to add it)."""
+    p = F.unfold(xs4, kernel, stride=stride).transpose(1, 2)  # (B, T' * F', k*k)
+    ones = torch.ones(p.shape[:2] + (1,), dtype=p.dtype, device=p.device)
+    return torch.cat((p, ones), dim=2).reshape(-1, p.size(2) + 1)
 
 
 def conv_from_patches(p2: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
@@ -61,15 +63,20 @@ def conv_from_patches(p2: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
     reduces over them in one run) and conv2's mkldnn kernels run in their native layout
     without converting (on a CPU about half of conv2's time in ESPnet's NCHW layout)."""
     bsz, t, f = shape
-    u = torch.addmm(b, p2, w.reshape(w.size(0), -1).t())
+    u = p2 @ _weight_and_bias(w, b).t()
     return u.view(bsz, t, f, -1).permute(0, 3, 1, 2)
+
+
+def _weight_and_bias(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(C, k * k + 1): the conv weight with the bias as its last column."""
+    return torch.cat((w.reshape(w.size(0), -1), b[:, None]), dim=1)
 
 
 def patch_moments(p2: torch.Tensor, rows: Optional[torch.Tensor]
                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(n, sum p, sum p p^T) over the valid rows of ``conv_patches`` (``rows``: bool per
     row, None = all), in float64."""
-    pd = p2.double()
+    pd = p2[:, :-1].double()
     if rows is not None:
         pm = pd * rows.to(pd.dtype)[:, None]
         n = rows.sum().to(pd.dtype)
@@ -129,9 +136,10 @@ class _ConvIMLS(torch.autograd.Function):
         del u
         g2 = grad_u.permute(0, 2, 3, 1).reshape(p2.size(0), -1).to(low)  # rows x channels
         need = ctx.needs_input_grad
-        gp = g2 @ w.reshape(w.size(0), -1) if need[0] else None
-        gw = (g2.T @ p2).view_as(w) if need[1] else None
-        gb = g2.sum(0) if need[2] else None
+        gp = g2 @ _weight_and_bias(w, b) if need[0] else None
+        gwb = g2.T @ p2  # weight and (last column) bias gradients in one product
+        gw = gwb[:, :-1].reshape(w.shape) if need[1] else None
+        gb = gwb[:, -1].clone() if need[2] else None
         return gp, gw, gb, grad_k, None, None, None, None, None
 
 
