@@ -23,8 +23,11 @@ same values and gradients (tested in float64 against the module-by-module path) 
   (conv1: one cheap convolution; bn2: one affine pass) instead of keeping it: the front end
   keeps the neuron outputs that the next layer needs anyway, and the 2-D input, nothing
   else (a ReLU front end keeps the same).
-- **bn2 + neuron2 in one function** with BatchNorm's backward written out, its output
-  written directly in the (B, T, C x F) layout the projection reads.
+- **BatchNorm + IMLS in one function** (``bn_imls``: bn2 + neuron2, and in the blocks
+  each branch norm + its neuron and the FFN's hidden LinearBN + neuron), both backwards
+  written out, only the norm's input kept. bn2 runs on conv2's channels-last output as a
+  (B, T, F, C) map; the projection takes its columns permuted to (F, C) order instead of
+  transposing the map.
 - **conv1 as one matrix product, channels-last** (``conv_from_patches``): the 9-tap conv
   of a one-channel input is a (B T' F' x 9) x (9 x C) product that writes the 2-D map in
   channels-last layout: a frame's values are contiguous for its threshold, and conv2 runs
@@ -41,7 +44,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch.nn import functional as F
 
-from espnet_iml.imls import imls_counts_, imls_grad_, imls_threshold
+from espnet_iml.imls import IMLSNeuron, _IMLSFire, imls_counts_, imls_grad_, imls_threshold
+from espnet_iml.norm import MaskedBatchNorm, bn_grad_last, bn_stats_last, has_hooks
 
 
 # --------------------------------------------------------------------------- conv1 + bn1 + IMLS
@@ -193,96 +197,98 @@ def fold_conv_bn_eval(conv: torch.nn.Conv2d, bn) -> Tuple[torch.Tensor, torch.Te
 # --------------------------------------------------------------------------- bn2 + IMLS
 
 
-class _BNIMLSTokens(torch.autograd.Function):
-    """IMLS(BN(x)) for x (B, C, T, F) with masked batch statistics per channel and a
-    threshold per (b, t) over (C, F); output (B, T, C * F). Backward recomputes BN(x)."""
+class _BNIMLS(torch.autograd.Function):
+    """IMLS(BN(x)) for x (..., C): masked batch statistics per channel (last dim), the
+    threshold per token over the last ``td`` dims. Only x is kept: backward recomputes
+    BN(x) (one affine pass) and writes both backwards out (imls_grad_, bn_grad_last)."""
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, k, mask, levels, eps_bn, eps):
-        b, c, t, f = x.shape
+    def forward(ctx, x, weight, bias, k, mask, levels, eps_bn, eps, td):
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        s1 = xf.sum(-1)  # (B, C, T)
-        s2 = torch.linalg.vecdot(xf, xf, dim=-1)
-        if mask is not None:
-            m = mask.reshape(b, 1, t).to(xf.dtype)
-            s1, s2 = s1 * m, s2 * m
-            n = float(m.sum()) * f
-        else:
-            n = float(b * t * f)
-        n = max(n, 1.0)
-        mean = s1.sum((0, 2)) / n
-        var = (s2.sum((0, 2)) / n - mean * mean).clamp_min(0.0)
-        invstd = torch.rsqrt(var + eps_bn)
-        scale = gamma.to(xf.dtype) * invstd
-        shift = beta.to(xf.dtype) - mean * scale
-        u = _affine_tokens(xf, scale, shift)
-        tmask = mask.reshape(b, t, 1) if mask is not None else None
-        theta, mean_abs = imls_threshold(u, k, (-1,), eps)
-        y = imls_counts_(u, theta, tmask, levels).mul_(theta)
-        ctx.save_for_backward(x, gamma, k, mean, invstd, scale, shift, theta, mean_abs, tmask)
-        ctx.cfg = (levels, eps, n)
+        mean, var, var_passes, invstd, scale, shift, n = bn_stats_last(xf, mask, weight,
+                                                                       bias, eps_bn)
+        u = torch.addcmul(shift, xf, scale)
+        dims = tuple(range(-td, 0))
+        theta, mean_abs = imls_threshold(u, k, dims, eps)
+        y = imls_counts_(u, theta, mask, levels).mul_(theta)
+        ctx.save_for_backward(x, weight, k, mean, invstd, scale, shift, theta, mean_abs, mask,
+                              var_passes)
+        ctx.cfg = (levels, eps, n, dims)
         n_t = torch.tensor(n)
         ctx.mark_non_differentiable(mean, var, n_t)
         return y, mean, var, n_t
 
     @staticmethod
     def backward(ctx, gy, _gm, _gv, _gn):
-        x, gamma, k, mean, invstd, scale, shift, theta, mean_abs, tmask = ctx.saved_tensors
-        levels, eps, n = ctx.cfg
-        b, c, t, f = x.shape
+        (x, weight, k, mean, invstd, scale, shift, theta, mean_abs, mask,
+         var_passes) = ctx.saved_tensors
+        levels, eps, n, dims = ctx.cfg
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        u = _affine_tokens(xf, scale, shift)
-        g, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, tmask,
-                               levels, (-1,), eps)
+        u = torch.addcmul(shift, xf, scale)
+        g, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, mask,
+                               levels, dims, eps)
         del u
-        g4 = g.view(b, t, c, f).permute(0, 2, 1, 3)  # (B, C, T, F) view; 0 at padded tokens
-        sg = g4.sum((0, 2, 3))
-        sgx = torch.linalg.vecdot(g4, xf, dim=-1).sum((0, 2))  # sum g x
-        sgxh = invstd * (sgx - mean * sg)  # sum g xhat = dL/dgamma
-        # dL/dx = s (g - sum g / n - xhat sum(g xhat) / n) on valid positions
-        #       = s g + (s mean invstd sum(g xhat) - s sum g) / n - s invstd sum(g xhat) / n x
-        d = scale * invstd * sgxh / n
-        cst = (scale * mean * invstd * sgxh - scale * sg) / n
-        gx = torch.empty_like(xf)
-        torch.mul(g4, scale.view(1, c, 1, 1), out=gx)
-        gx.add_(cst.view(1, c, 1, 1)).addcmul_(xf, -d.view(1, c, 1, 1))
-        if tmask is not None:
-            gx.mul_(tmask.reshape(b, 1, t, 1))
-        return (gx.to(x.dtype), sgxh.to(gamma.dtype), sg.to(gamma.dtype), grad_k,
-                None, None, None, None)
+        gx, gw, gb = bn_grad_last(xf, g, weight, mean, invstd, scale, mask, var_passes, n)
+        return gx.to(x.dtype), gw, gb, grad_k, None, None, None, None, None
 
 
-def _affine_tokens(xf: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """shift + scale * x per channel, written as (B, T, C * F) (tokens contiguous)."""
-    b, c, t, f = xf.shape
-    u = torch.empty(b, t, c, f, dtype=xf.dtype, device=xf.device)
-    torch.addcmul(shift.view(1, c, 1, 1), xf, scale.view(1, c, 1, 1), out=u.permute(0, 2, 1, 3))
-    return u.view(b, t, c * f)
+def fusable_neuron(neuron, td: int = 1) -> bool:
+    """An input-aware IMLS neuron over the last ``td`` dims, not recording, not hooked."""
+    return (isinstance(neuron, IMLSNeuron) and neuron.threshold == "input_aware"
+            and not neuron.recording and not has_hooks(neuron)
+            and (td != 1 or tuple(neuron.reduce_dims) == (-1,)))
 
 
-def bn_imls_tokens(bn, neuron, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """neuron(flatten(bn(x, mask)), mask) for x (B, C, T, F), a per-frame threshold over
-    C x F and the output (B, T, C * F); mask (B, 1, T, 1) bool or None. ``bn`` None: x is
-    already normalized (bn folded into the conv before it, eval)."""
-    b, c, t, f = x.shape
-    dev = x.device.type
-    mask = drop_full_mask(mask)
-    with torch.autocast(device_type=dev, enabled=False):
-        if bn is not None and bn.training:
-            y, mean, var, n = _BNIMLSTokens.apply(x, bn.weight, bn.bias, neuron.k, mask,
-                                                  neuron.levels, bn.eps, neuron.eps)
+def fusable_norm(norm) -> bool:
+    """A masked BatchNorm over the last dim whose statistics it need not take itself."""
+    return isinstance(norm, MaskedBatchNorm) and norm.channel_dim == -1 and not norm.observed()
+
+
+def bn_imls(bn, neuron, x: torch.Tensor, mask: Optional[torch.Tensor], td: int = 1
+            ) -> torch.Tensor:
+    """neuron(bn(x, mask), mask) for x (..., C), bn over the last dim, the neuron's
+    threshold over the last ``td`` dims (``td`` = 2: a frame of the front end's (B, T, F, C)
+    map, whatever the neuron's own reduce_dims say); training or eval."""
+    dims = tuple(range(-td, 0))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if bn.training:
+            y, mean, var, n = _BNIMLS.apply(x, bn.weight, bn.bias, neuron.k, mask,
+                                            neuron.levels, bn.eps, neuron.eps, td)
             bn.update_running(mean, var, float(n))
             return y
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        if bn is None:
-            u = torch.empty(b, t, c, f, dtype=xf.dtype, device=xf.device)
-            u.permute(0, 2, 1, 3).copy_(xf)
-            u = u.view(b, t, c * f)
-        else:
-            a, cst = bn.eval_affine()
-            u = _affine_tokens(xf, a.to(xf.dtype), cst.to(xf.dtype))
-        tmask = mask.reshape(b, t, 1) if mask is not None else None
+        a, c = bn.eval_affine()
+        u = torch.addcmul(c.to(xf.dtype), xf, a.to(xf.dtype))
         if torch.is_grad_enabled():
-            return neuron(u, tmask)
-        theta, _ = imls_threshold(u, neuron.k, (-1,), neuron.eps)
-        return imls_counts_(u, theta, tmask, neuron.levels).mul_(theta)
+            return _IMLSFire.apply(u, neuron.k, neuron.levels, dims, neuron.eps, mask)[0]
+        theta, _ = imls_threshold(u, neuron.k, dims, neuron.eps)
+        return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)
+
+
+def norm_then_neuron(norm, neuron, x: torch.Tensor, mask: Optional[torch.Tensor]
+                     ) -> torch.Tensor:
+    """``neuron(norm(x, mask), mask)``, fused (bn_imls) where it may be."""
+    if fusable_norm(norm) and fusable_neuron(neuron) and not has_hooks(norm):
+        return bn_imls(norm, neuron, x, mask)
+    return neuron(norm(x, mask), mask)
+
+
+def linear_bn_then_neuron(layer, neuron, x: torch.Tensor, mask: Optional[torch.Tensor]
+                          ) -> torch.Tensor:
+    """``neuron(layer(x, mask), mask)`` for a LinearBN ``layer``: in training its Linear,
+    then BatchNorm and neuron fused; in eval the folded layer, then the neuron."""
+    if (layer.training and fusable_norm(layer.bn) and fusable_neuron(neuron)
+            and not has_hooks(layer, layer.linear, layer.bn)):
+        return bn_imls(layer.bn, neuron, layer.linear(x), mask)
+    return neuron(layer(x, mask), mask)
+
+
+def neuron_frames(neuron, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """IMLS over (B, T, F, C) frames (threshold over the last two dims), x already
+    normalized (eval: bn folded into the conv before)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        u = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        if torch.is_grad_enabled():
+            return _IMLSFire.apply(u, neuron.k, neuron.levels, (-2, -1), neuron.eps, mask)[0]
+        theta, _ = imls_threshold(u, neuron.k, (-2, -1), neuron.eps)
+        return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)  # u: our conv output

@@ -46,43 +46,69 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return all_reduce(x, op=torch.distributed.ReduceOp.SUM)
 
 
-class _MaskedBNChannelsLast(torch.autograd.Function):
-    """Training-mode masked BatchNorm of x (..., C) with the gradient written out: the
-    statistics are taken without an autograd graph and only x is kept for backward (the
-    composed ops kept x, x * mask and their graph). Same values and gradients as the
-    composed form (tests/test_norm.py), including at padded positions, whose outputs use
-    the valid positions' statistics:
+def bn_stats_last(xf: torch.Tensor, mask: Optional[torch.Tensor], weight: torch.Tensor,
+                  bias: torch.Tensor, eps: float):
+    """Batch statistics of x (..., C) over valid positions (``mask`` broadcastable to
+    (..., 1)), without an autograd graph: (mean, var, raw var >= 0, invstd, scale, shift,
+    n), with y = scale * x + shift the normalized output."""
+    c = xf.size(-1)
+    x2 = xf.reshape(-1, c)
+    if mask is not None:
+        m = mask.expand(*xf.shape[:-1], 1).reshape(-1).to(xf.dtype)
+        n = float(m.sum())
+        s1 = m @ x2
+        s2 = m @ x2.square()
+    else:
+        n = float(x2.size(0))
+        s1 = x2.sum(0)
+        s2 = torch.linalg.vecdot(x2, x2, dim=0)
+    n = max(n, 1.0)
+    mean = s1 / n
+    raw = s2 / n - mean * mean
+    var = raw.clamp_min(0.0)
+    invstd = torch.rsqrt(var + eps)
+    scale = weight.to(xf.dtype) * invstd
+    shift = bias.to(xf.dtype) - mean * scale
+    return mean, var, raw >= 0, invstd, scale, shift, n
 
-        y = s x + (b - mean s),  s = w / sqrt(var + eps),  mean, var over valid positions
-        dL/dx = s g + valid * (d1 + 2 d2 x),   sums over all positions:
-        d2 = -w (sum g x - mean sum g) invstd^3 / (2 n),
-        d1 = (-s sum g - 2 mean n d2) / n
-    """
+
+def bn_grad_last(xf: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor,
+                 invstd: torch.Tensor, scale: torch.Tensor, mask: Optional[torch.Tensor],
+                 var_passes: torch.Tensor, n: float):
+    """Backward of the training-mode masked BatchNorm y = scale * x + shift over x (..., C),
+    given dL/dy = g at EVERY position (padded outputs use the valid statistics too):
+
+        dL/dx = s g + valid * (d1 + 2 d2 x),   with sums over all positions
+        d2 = -w (sum g x - mean sum g) invstd^3 / (2 n),   d1 = (-s sum g - 2 mean n d2) / n
+        dL/dw = sum g xhat,   dL/db = sum g
+    Returns (dL/dx, dL/dw, dL/db)."""
+    c = xf.size(-1)
+    x2, g2 = xf.reshape(-1, c), g.reshape(-1, c)
+    sg = g2.sum(0)
+    sgxh = invstd * (torch.linalg.vecdot(g2, x2, dim=0) - mean * sg)  # sum g xhat
+    d2 = -weight.to(xf.dtype) * sgxh * invstd * invstd / (2.0 * n)
+    d2 = d2 * var_passes  # a variance clamped at 0 passes no gradient
+    d1 = (-scale * sg - 2.0 * mean * n * d2) / n
+    gx = torch.addcmul(d1, xf, 2.0 * d2)  # the statistics' part, valid positions only
+    if mask is not None:
+        gx.masked_fill_(~mask, 0.0)
+    gx.addcmul_(g, scale)
+    return gx, sgxh.to(weight.dtype), sg.to(weight.dtype)
+
+
+class _MaskedBNChannelsLast(torch.autograd.Function):
+    """Training-mode masked BatchNorm of x (..., C) with the gradient written out
+    (``bn_grad_last``): the statistics are taken without an autograd graph and only x is
+    kept for backward (the composed ops kept x, x * mask and their graph). Same values and
+    gradients as the composed form (tests/test_norm.py)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, mask, eps):
-        c = x.size(-1)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        x2 = xf.reshape(-1, c)
-        if mask is not None:
-            m = mask.expand(*x.shape[:-1], 1).reshape(-1).to(xf.dtype)
-            n = float(m.sum())
-            s1 = m @ x2
-            s2 = m @ x2.square()
-        else:
-            m = None
-            n = float(x2.size(0))
-            s1 = x2.sum(0)
-            s2 = torch.linalg.vecdot(x2, x2, dim=0)
-        n = max(n, 1.0)
-        mean = s1 / n
-        raw = s2 / n - mean * mean
-        var = raw.clamp_min(0.0)
-        invstd = torch.rsqrt(var + eps)
-        scale = weight.to(xf.dtype) * invstd
-        shift = bias.to(xf.dtype) - mean * scale
+        mean, var, var_passes, invstd, scale, shift, n = bn_stats_last(xf, mask, weight,
+                                                                       bias, eps)
         y = torch.addcmul(shift, xf, scale).to(x.dtype)
-        ctx.save_for_backward(x, weight, mean, invstd, scale, mask, raw >= 0)
+        ctx.save_for_backward(x, weight, mean, invstd, scale, mask, var_passes)
         ctx.n = n
         n_t = torch.tensor(n)
         ctx.mark_non_differentiable(mean, var, n_t)
@@ -91,22 +117,11 @@ class _MaskedBNChannelsLast(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, _gm, _gv, _gn):
         x, weight, mean, invstd, scale, mask, var_passes = ctx.saved_tensors
-        n = ctx.n
-        c = x.size(-1)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         gf = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g
-        x2, g2 = xf.reshape(-1, c), gf.reshape(-1, c)
-        sg = g2.sum(0)
-        sgx = torch.linalg.vecdot(g2, x2, dim=0)
-        sgxh = invstd * (sgx - mean * sg)  # sum g xhat = dL/dw
-        d2 = -weight.to(xf.dtype) * sgxh * invstd * invstd / (2.0 * n)
-        d2 = d2 * var_passes  # a variance clamped at 0 passes no gradient
-        d1 = (-scale * sg - 2.0 * mean * n * d2) / n
-        gx = torch.addcmul(d1, xf, 2.0 * d2)  # the statistics' part, valid positions only
-        if mask is not None:
-            gx.masked_fill_(~mask, 0.0)
-        gx.addcmul_(gf, scale)
-        return gx.to(x.dtype), sgxh.to(weight.dtype), sg.to(weight.dtype), None, None
+        gx, gw, gb = bn_grad_last(xf, gf, weight, mean, invstd, scale, mask, var_passes,
+                                  ctx.n)
+        return gx.to(x.dtype), gw, gb, None, None
 
 
 class MaskedBatchNorm(_NormBase):

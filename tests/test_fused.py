@@ -147,3 +147,59 @@ def test_constant_threshold_neurons_take_the_module_path():
     assert not fe.fusable()
     out, _ = fe(torch.randn(2, 30, 80), torch.tensor([30, 20]))
     assert torch.isfinite(out).all()
+
+
+def _module_path():
+    """A global no-op forward hook: every fused kernel then falls back to its modules
+    (they would bypass the hook), which gives the composed reference."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    return register_module_forward_hook(lambda *a: None)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_encoder_training_step_equals_composed_modules(norm):
+    """The whole encoder (front end, branch norm + neuron, FFN LinearBN + neuron, fused
+    masked BatchNorms): outputs, every parameter's gradient and the running statistics of
+    two training steps equal the module-by-module computation (float64, padded batch)."""
+    from espnet_iml.encoder import IMLSpikeformerEncoder
+
+    torch.manual_seed(0)
+    conf = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=2,
+                qkv_conv_kernel=3, dropout_rate=0.0, frontend_channels=6, branch_norm=norm)
+    fused = IMLSpikeformerEncoder(80, **conf).double()
+    with torch.no_grad():
+        for m in fused.modules():
+            if isinstance(m, MaskedBatchNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    ref = copy.deepcopy(fused)
+    xs, lens = _batch()
+    for step in range(2):
+        y1, o1, _ = fused(xs, lens)
+        handle = _module_path()
+        try:
+            y2, o2, _ = ref(xs, lens)
+        finally:
+            handle.remove()
+        assert torch.equal(o1, o2)
+        torch.testing.assert_close(y1, y2, rtol=1e-9, atol=1e-9)
+        g = torch.randn_like(y1)
+        (y1 * g).sum().backward()
+        (y2 * g).sum().backward()
+        for (name, p1), (_, p2) in zip(fused.named_parameters(), ref.named_parameters()):
+            scale = p2.grad.abs().max().clamp_min(1.0)
+            torch.testing.assert_close(p1.grad / scale, p2.grad / scale, rtol=1e-8, atol=1e-8,
+                                       msg=name)
+        for (name, b1), (_, b2) in zip(fused.named_buffers(), ref.named_buffers()):
+            torch.testing.assert_close(b1, b2, rtol=1e-9, atol=1e-12, msg=name)
+    fused.eval()
+    ref.eval()
+    with torch.no_grad():
+        y1 = fused(xs, lens)[0]
+        handle = _module_path()
+        try:
+            y2 = ref(xs, lens)[0]
+        finally:
+            handle.remove()
+    torch.testing.assert_close(y1, y2, rtol=1e-9, atol=1e-9)
