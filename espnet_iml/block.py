@@ -27,8 +27,13 @@ class SpikingFeedForward(nn.Module):
         self.w1 = LinearBN(size, units)
         self.mid_neuron = IMLSNeuron(**neuron)
         self.w2 = LinearBN(units, size)
+        self.fold_in_eval = True  # eval: norm + neuron as one kernel (False: one by one)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.training and not self.fold_in_eval:
+            h = self.in_neuron(self.norm(x, mask), mask)
+            h = self.mid_neuron(self.w1(h, mask), mask)
+            return self.w2(h, mask)
         # fused BatchNorm + IMLS kernels where they may run (espnet_iml.fused)
         h = norm_then_neuron(self.norm, self.in_neuron, x, mask)
         h = linear_bn_then_neuron(self.w1, self.mid_neuron, h, mask)
@@ -72,9 +77,13 @@ class SpikingBlock(nn.Module):
         )
         self.ffn = SpikingFeedForward(size, units, neuron, norm)
         self.dropout = nn.Dropout(dropout_rate)
+        self.fold_in_eval = True  # eval: norm + neuron as one kernel (False: one by one)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: (B, T, size); mask: (B, T, 1) bool, True = valid frame."""
-        s = norm_then_neuron(self.attn_norm, self.attn_neuron, x, mask)
+        if not self.training and not self.fold_in_eval:
+            s = self.attn_neuron(self.attn_norm(x, mask), mask)
+        else:
+            s = norm_then_neuron(self.attn_norm, self.attn_neuron, x, mask)
         x = x + self.dropout(self.attn(s, mask))
         return x + self.dropout(self.ffn(x, mask))

@@ -69,12 +69,15 @@ class SpikingConv2dSubsampling(nn.Module):
             self.bn2 = MaskedBatchNorm(c, channel_dim=1)
             self.neuron2 = IMLSNeuron(**neuron, reduce_dims=(-1,))
         self.out = nn.Linear(c * (((idim - 1) // 2 - 1) // 2), odim)
+        # eval: bn1 and bn2 folded into conv1 and conv2 (False: the modules one by one,
+        # the training form, as LinearBN.fold_in_eval)
+        self.fold_in_eval = True
 
     def fusable(self) -> bool:
         """Whether the fused kernels (espnet_iml.fused) may stand in for the modules: both
         neurons input-aware IMLS neurons not recording counts, no hooks on the modules
         (profilers), BatchNorm statistics not synchronized across processes."""
-        if not self.spiking:
+        if not self.spiking or (not self.training and not self.fold_in_eval):
             return False
         neurons = (self.neuron1, self.neuron2)
         if not all(isinstance(n, IMLSNeuron) and n.threshold == "input_aware"
