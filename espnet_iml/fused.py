@@ -66,9 +66,14 @@ def conv_from_patches(p2: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
     F') in channels-last layout, so each frame's C x F' values are contiguous (the threshold
     reduces over them in one run) and conv2's mkldnn kernels run in their native layout
     without converting (on a CPU about half of conv2's time in ESPnet's NCHW layout)."""
+    return conv_frames(p2, w, b, shape).permute(0, 3, 1, 2)
+
+
+def conv_frames(p2: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                shape: Tuple[int, int, int]) -> torch.Tensor:
+    """``conv_from_patches`` as (B, T', F', C), contiguous: a frame is one run of values."""
     bsz, t, f = shape
-    u = p2 @ _weight_and_bias(w, b).t()
-    return u.view(bsz, t, f, -1).permute(0, 3, 1, 2)
+    return (p2 @ _weight_and_bias(w, b).t()).view(bsz, t, f, -1)
 
 
 def _weight_and_bias(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -116,29 +121,33 @@ class _ConvIMLS(torch.autograd.Function):
     ``dims``; backward recomputes the conv (one small-K matrix product) instead of saving
     its 2-D output."""
 
+    # Inside, the map is handled as (B, T', F', C) frames (threshold over the last two
+    # dims, one contiguous run per frame); it leaves as the (B, C, T', F') channels-last view.
+
     @staticmethod
-    def forward(ctx, p2, w, b, k, mask, shape, levels, dims, eps):
-        u = conv_from_patches(p2, w, b, shape)
+    def forward(ctx, p2, w, b, k, mask, shape, levels, eps):
+        u = conv_frames(p2, w, b, shape)
         if u.dtype in (torch.float16, torch.bfloat16):
             u = u.float()
-        theta, mean_abs = imls_threshold(u, k, dims, eps)
+        theta, mean_abs = imls_threshold(u, k, (-2, -1), eps)
         y = imls_counts_(u, theta, mask, levels).mul_(theta)
         ctx.save_for_backward(p2, w, b, k, theta, mean_abs, mask)
-        ctx.cfg = (shape, levels, dims, eps)
-        return y
+        ctx.cfg = (shape, levels, eps)
+        return y.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, gy):
         p2, w, b, k, theta, mean_abs, mask = ctx.saved_tensors
-        shape, levels, dims, eps = ctx.cfg
-        u = conv_from_patches(p2, w, b, shape)
+        shape, levels, eps = ctx.cfg
+        u = conv_frames(p2, w, b, shape)
         low = u.dtype
         if low in (torch.float16, torch.bfloat16):
             u = u.float()
-        grad_u, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, mask,
-                                    levels, dims, eps)
+        gy = gy.permute(0, 2, 3, 1).to(u.dtype)  # (B, T', F', C)
+        grad_u, grad_k = imls_grad_(u.div_(theta), gy, theta, mean_abs, k, mask, levels,
+                                    (-2, -1), eps)
         del u
-        g2 = grad_u.permute(0, 2, 3, 1).reshape(p2.size(0), -1).to(low)  # rows x channels
+        g2 = grad_u.reshape(p2.size(0), -1).to(low)  # rows x channels
         need = ctx.needs_input_grad
         gp = g2 @ _weight_and_bias(w, b) if need[0] else None
         gwb = g2.T @ p2  # weight and (last column) bias gradients in one product
@@ -163,20 +172,20 @@ def conv_bn_imls(conv: torch.nn.Conv2d, bn, neuron, xs4: torch.Tensor,
         w, b = fold_conv_bn_train(conv, bn, p2, rows)
     else:
         w, b = fold_conv_bn_eval(conv, bn)
-    dims = neuron.reduce_dims
     dev = xs4.device.type
     if torch.is_autocast_enabled(dev):
         low = torch.get_autocast_dtype(dev)
         p2, w, b = p2.to(low), w.to(low), b.to(low)
+    if mask is not None:
+        mask = mask.reshape(shape[0], shape[1], 1, 1)  # per frame of (B, T', F', C)
     with torch.autocast(device_type=dev, enabled=False):
         if not torch.is_grad_enabled():
-            u = conv_from_patches(p2, w, b, shape)
+            u = conv_frames(p2, w, b, shape)
             if u.dtype in (torch.float16, torch.bfloat16):
                 u = u.float()
-            theta, _ = imls_threshold(u, neuron.k, dims, neuron.eps)
-            return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)
-        return _ConvIMLS.apply(p2, w, b, neuron.k, mask, shape, neuron.levels, dims,
-                               neuron.eps)
+            theta, _ = imls_threshold(u, neuron.k, (-2, -1), neuron.eps)
+            return imls_counts_(u, theta, mask, neuron.levels).mul_(theta).permute(0, 3, 1, 2)
+        return _ConvIMLS.apply(p2, w, b, neuron.k, mask, shape, neuron.levels, neuron.eps)
 
 
 def drop_full_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
