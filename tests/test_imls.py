@@ -187,3 +187,13 @@ def test_gradient_at_the_exact_edges_of_the_firing_range(dtype):
                      just_above, just_below]).requires_grad_()
     neuron(u).sum().backward()
     assert u.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dims", [(1, 3), (-2, -1), (-1,)])
+def test_abs_sum_slice_by_slice_equals_the_direct_sum(dims):
+    from espnet_iml.imls import abs_sum
+
+    u = torch.randn(5, 6, 7, 8, dtype=torch.float64)
+    want = u.abs().sum(dims, keepdim=True)
+    torch.testing.assert_close(abs_sum(u, dims, chunk=10), want, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(abs_sum(u, dims), want, rtol=1e-13, atol=1e-13)
