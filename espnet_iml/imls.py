@@ -101,10 +101,14 @@ def imls_grad_(x: torch.Tensor, gy: torch.Tensor,
         dL/dk   = sign(k) sum_token g_theta mean|U|   (|k| for a constant threshold)
     with no gradient where theta sits at its floor eps, and none at padded positions."""
     lo, hi = firing_bounds(x.dtype, levels)
-    if mask is not None and grad_theta is None:
-        # one pass: padded positions below the range (S = 0, no direct gradient) and their
-        # token's g_theta is 0, so the sign term vanishes there too
-        x = x.masked_fill_(~mask, -1.0)
+    if grad_theta is None and dims is not None:
+        if mask is not None:
+            # one pass: padded positions below the range (S = 0, no direct gradient) and
+            # their token's g_theta is 0, so the sign term vanishes there too
+            x.masked_fill_(~mask, -1.0)
+        dims = tuple(d % x.dim() for d in dims)
+        if 0 not in dims:
+            return _imls_grad_in_place(x, gy, theta, mean_abs, k, levels, dims, eps, lo, hi)
         mask = None
     per = x.clamp(0, levels).add_(0.5).floor_()  # S
     x_in = torch.ops.aten.hardtanh_backward(x, x, lo, hi)  # x inside the range, else 0
@@ -126,6 +130,37 @@ def imls_grad_(x: torch.Tensor, gy: torch.Tensor,
     grad_u.addcmul_(x.sign_(), g_theta * (k.abs() / n))  # sign(U / theta) = sign(U)
     grad_k = (g_theta * mean_abs).sum() * torch.sign(k)
     return grad_u, grad_k.reshape(k.shape).to(k.dtype)
+
+
+def _imls_grad_in_place(x, gy, theta, mean_abs, k, levels, dims, eps, lo, hi,
+                        chunk: int = 1 << 20):
+    """imls_grad_ for an input-aware threshold over ``dims`` (not dim 0) and no outside
+    gradient of theta: the gradient is written into ``x`` itself, and a large tensor goes
+    slice by slice along dim 0 through two scratch buffers (tokens never straddle dim 0),
+    so backward allocates no tensor of the map's size (on a CPU each fresh one costs more
+    than the arithmetic)."""
+    n = x.numel() // theta.numel()
+    coef = (k.abs() * mean_abs > eps).to(x.dtype) * (k.abs() / n)  # clamped theta: 0
+    g_theta = torch.empty_like(theta)
+    if x.numel() > chunk and x.size(0) > 1:
+        parts = range(x.size(0))
+        s1, s2 = torch.empty_like(x[0]), torch.empty_like(x[0])
+        inner = tuple(d - 1 for d in dims)
+    else:
+        parts = [None]
+        s1, s2 = torch.empty_like(x), torch.empty_like(x)
+        inner = dims
+    for i in parts:
+        xs, gs, gt = (x, gy, g_theta) if i is None else (x[i], gy[i], g_theta[i])
+        cs = coef if i is None else coef[i]
+        per = torch.clamp(xs, 0, levels, out=s1).add_(0.5).floor_()  # S
+        x_in = torch.ops.aten.hardtanh_backward.grad_input(xs, xs, lo, hi, grad_input=s2)
+        per.sub_(x_in).mul_(gs)  # g * (S - inside * x)
+        torch.sum(per, inner, keepdim=True, out=gt)
+        direct = torch.ops.aten.hardtanh_backward.grad_input(gs, xs, lo, hi, grad_input=s2)
+        xs.sign_().mul_(gt * cs).add_(direct)  # sign(U) |k| / n g_theta + g inside
+    grad_k = (g_theta * (k.abs() * mean_abs > eps).to(x.dtype) * mean_abs).sum() * torch.sign(k)
+    return x, grad_k.reshape(k.shape).to(k.dtype)
 
 
 class _IMLSFire(torch.autograd.Function):

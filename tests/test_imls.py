@@ -197,3 +197,21 @@ def test_abs_sum_slice_by_slice_equals_the_direct_sum(dims):
     want = u.abs().sum(dims, keepdim=True)
     torch.testing.assert_close(abs_sum(u, dims, chunk=10), want, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(abs_sum(u, dims), want, rtol=1e-13, atol=1e-13)
+
+
+def test_in_place_gradient_slice_by_slice_equals_whole_tensor():
+    """The slice-by-slice (large map) path of the IMLS backward gives the same gradient as
+    the whole-tensor path, which the composed-autograd tests above check."""
+    from espnet_iml.imls import _imls_grad_in_place, firing_bounds, imls_threshold
+
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(4, 6, 5, 7, generator=g, dtype=torch.float64) * 2
+    gy = torch.randn(4, 6, 5, 7, generator=g, dtype=torch.float64)
+    k = torch.tensor(0.8, dtype=torch.float64)
+    theta, mean_abs = imls_threshold(u, k, (-2, -1), 1e-4)
+    lo, hi = firing_bounds(torch.float64, 3)
+    whole = _imls_grad_in_place(u / theta, gy, theta, mean_abs, k, 3, (2, 3), 1e-4, lo, hi)
+    sliced = _imls_grad_in_place(u / theta, gy, theta, mean_abs, k, 3, (2, 3), 1e-4, lo, hi,
+                                 chunk=10)
+    torch.testing.assert_close(sliced[0], whole[0], rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(sliced[1], whole[1], rtol=1e-13, atol=1e-13)
