@@ -8,6 +8,11 @@ RepConv-style Q/K/V generator, measured in the spec's prototype):
     A       = (Q K^T) * scale_h * HDM_h         (integer products, no softmax)
     out     = LinearBN(IMLS(A V))               (spiked, then projected)
 
+The per-head scale is a scalar per head, so it is applied to (Q K^T * HDM) V, after the
+second product: (B, H, T, d_head) values instead of the (B, H, T, T) score map, the same
+result (ours, issue 13: one pass less over the score map in forward and in backward). The
+mask is cached for the last (length, device, dtype).
+
 No softmax: scores are sums of spike-count products, so the whole block stays
 multiplication-free apart from the per-token scales and the decay mask.
 """
@@ -80,18 +85,32 @@ class HDRepSSA(nn.Module):
         else:
             self.gammas = None
         self.out = LinearBN(size, size)
+        self._mask_cache: Optional[tuple] = None  # (key, mask); not state
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         return x.view(b, t, self.heads, self.d_head).transpose(1, 2)
 
-    def score_mask(self, length: int, device: torch.device) -> Optional[torch.Tensor]:
-        """(H, T, T) multiplicative mask: decay (if on) and causality (if on)."""
-        if self.gammas is not None:
-            return decay_mask(self.gammas.to(device), length, self.causal)
-        if self.causal:
-            return torch.ones(length, length, device=device).tril()[None]
-        return None
+    def score_mask(
+        self, length: int, device: torch.device, dtype: Optional[torch.dtype] = None
+    ) -> Optional[torch.Tensor]:
+        """(H, T, T) multiplicative mask: decay (if on) and causality (if on). The last one
+        built is kept (per length, device, dtype and decay values), so that equal-length
+        calls (inference, fixed-size batches) do not rebuild it; treat it as read-only."""
+        if self.gammas is None and not self.causal:
+            return None
+        dtype = dtype or (self.gammas.dtype if self.gammas is not None else torch.float32)
+        gam = self.gammas
+        key = (length, torch.device(device), dtype, self.causal,
+               None if gam is None else (gam.data_ptr(), gam._version, gam.device))
+        if self._mask_cache is not None and self._mask_cache[0] == key:
+            return self._mask_cache[1]
+        if gam is not None:
+            m = decay_mask(gam.to(device), length, self.causal).to(dtype)
+        else:
+            m = torch.ones(length, length, device=device, dtype=dtype).tril()[None]
+        self._mask_cache = (key, m)
+        return m
 
     def forward(self, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """s: (B, T, size) spikes; mask: (B, T, 1) bool. Returns (B, T, size), real-valued."""
@@ -100,9 +119,11 @@ class HDRepSSA(nn.Module):
         q = self._heads(self.q_neuron(q, mask))
         k = self._heads(self.k_neuron(k, mask))
         v = self._heads(self.v_neuron(v, mask))
-        scores = self.qk(q, k.transpose(-2, -1)) * self.scale.view(1, -1, 1, 1)
-        m = self.score_mask(t, s.device)
+        scores = self.qk(q, k.transpose(-2, -1))
+        m = self.score_mask(t, s.device, scores.dtype)
         if m is not None:
-            scores = scores * m[None].to(scores.dtype)
-        ctx = self.av(scores, v).transpose(1, 2).reshape(b, t, self.size)
+            scores = scores * m[None]
+        # per-head scale after A V: the same as scaling the scores, on far fewer values
+        ctx = self.av(scores, v) * self.scale.view(1, -1, 1, 1).to(scores.dtype)
+        ctx = ctx.transpose(1, 2).reshape(b, t, self.size)
         return self.out(self.out_neuron(ctx, mask), mask)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from espnet_iml.attention import HDRepSSA
+from espnet_iml.fused import linear_bn_then_neuron, norm_then_neuron
 from espnet_iml.imls import IMLSNeuron
 from espnet_iml.norm import branch_norm
 from espnet_iml.rep import LinearBN
@@ -26,10 +27,16 @@ class SpikingFeedForward(nn.Module):
         self.w1 = LinearBN(size, units)
         self.mid_neuron = IMLSNeuron(**neuron)
         self.w2 = LinearBN(units, size)
+        self.fold_in_eval = True  # eval: norm + neuron as one kernel (False: one by one)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.in_neuron(self.norm(x, mask), mask)
-        h = self.mid_neuron(self.w1(h, mask), mask)
+        if not self.training and not self.fold_in_eval:
+            h = self.in_neuron(self.norm(x, mask), mask)
+            h = self.mid_neuron(self.w1(h, mask), mask)
+            return self.w2(h, mask)
+        # fused BatchNorm + IMLS kernels where they may run (espnet_iml.fused)
+        h = norm_then_neuron(self.norm, self.in_neuron, x, mask)
+        h = linear_bn_then_neuron(self.w1, self.mid_neuron, h, mask)
         return self.w2(h, mask)
 
 
@@ -70,9 +77,13 @@ class SpikingBlock(nn.Module):
         )
         self.ffn = SpikingFeedForward(size, units, neuron, norm)
         self.dropout = nn.Dropout(dropout_rate)
+        self.fold_in_eval = True  # eval: norm + neuron as one kernel (False: one by one)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: (B, T, size); mask: (B, T, 1) bool, True = valid frame."""
-        s = self.attn_neuron(self.attn_norm(x, mask), mask)
+        if not self.training and not self.fold_in_eval:
+            s = self.attn_neuron(self.attn_norm(x, mask), mask)
+        else:
+            s = norm_then_neuron(self.attn_norm, self.attn_neuron, x, mask)
         x = x + self.dropout(self.attn(s, mask))
         return x + self.dropout(self.ffn(x, mask))

@@ -117,3 +117,25 @@ def test_attention_equals_hand_written_scores_times_mask_times_v(case):
     ref = _reference_context(q, k, v, heads, [0.25, -0.5], mask_of)
     # gammas are stored in float32: compare at that precision
     torch.testing.assert_close(got["ctx"], ref, rtol=1e-6, atol=1e-9)
+
+
+def test_score_mask_is_cached_per_length_and_follows_the_decays():
+    """The mask is kept for the last (length, device, dtype): equal-length calls reuse it,
+    another length or new decay values (a loaded checkpoint) rebuild it."""
+    from espnet_iml.hdm import decay_gammas, decay_mask
+
+    attn = HDRepSSA(8, 2, decay_exponents=[1.0, 2.5], qkv_conv_kernel=3)
+    m7 = attn.score_mask(7, torch.device("cpu"), torch.float32)
+    assert attn.score_mask(7, torch.device("cpu"), torch.float32) is m7
+    torch.testing.assert_close(m7, decay_mask(decay_gammas([1.0, 2.5]), 7).float())
+    m9 = attn.score_mask(9, torch.device("cpu"), torch.float32)
+    assert m9.shape == (2, 9, 9)
+    assert attn.score_mask(9, torch.device("cpu"), torch.float64).dtype == torch.float64
+    state = {k: v.clone() for k, v in attn.state_dict().items()}
+    state["gammas"] = decay_gammas([2.0, 3.0]).float()
+    attn.load_state_dict(state)
+    torch.testing.assert_close(attn.score_mask(9, torch.device("cpu"), torch.float32),
+                               decay_mask(decay_gammas([2.0, 3.0]), 9).float())
+    causal = HDRepSSA(8, 2, decay_exponents=None, qkv_conv_kernel=3, causal=True)
+    assert torch.equal(causal.score_mask(4, torch.device("cpu")), torch.ones(1, 4, 4).tril())
+    assert HDRepSSA(8, 2, decay_exponents=None, qkv_conv_kernel=3).score_mask(4, "cpu") is None

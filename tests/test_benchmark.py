@@ -86,3 +86,32 @@ def test_benchmark_cli_prints_every_row():
         assert row is not None, proc.stdout
         assert "failed" not in row, row
     assert "time / IML" in table[0] and "memory / IML" in table[0]
+
+
+def test_benchmark_rtf_compares_folded_and_training_forms():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-m", "espnet_iml.bin.benchmark", "--no_train", "--rtf", "--threads",
+         "1", "--rtf_utts", "1", "--rtf_seconds", "1", "--rtf_repeats", "1", "--beam", "1",
+         "--output_size", "16", "--heads", "2", "--linear_units", "32", "--num_blocks", "1",
+         "--kernel", "3", "--conformer_kernel", "3", "--vocab", "10", "--decoder_blocks", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for label in ("iml_spikeformer, folded eval form", "training form in eval",
+                  "conformer (ESPnet) |"):
+        assert any(label in ln for ln in proc.stdout.splitlines() if ln.startswith("| ")), \
+            proc.stdout
+    assert "failed" not in proc.stdout
+
+
+def test_set_fold_switches_every_folding_module():
+    from espnet_iml.bin.benchmark import set_fold
+
+    enc = IMLSpikeformerEncoder(80, output_size=16, attention_heads=2, linear_units=32,
+                                num_blocks=1, qkv_conv_kernel=3).eval()
+    # front end, block, FFN, and the LinearBN / Rep layers (attn.qkv, attn.out, w1, w2)
+    assert set_fold(enc, False) == 7
+    assert not enc.embed.fusable() and not enc.encoders[0].ffn.fold_in_eval
+    set_fold(enc, True)
+    assert enc.embed.fusable()

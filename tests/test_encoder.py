@@ -148,8 +148,16 @@ def test_training_step_backpropagates_to_every_parameter():
     out, olens, _ = enc(x.float(), lens)
     loss = sum(out[i, :n].pow(2).mean() for i, n in enumerate(olens.tolist()))
     loss.backward()
-    missing = [n for n, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # A conv bias right before a BatchNorm that normalizes with the batch mean cancels:
+    # its exact gradient is zero. The fused front end (espnet_iml.fused) gives exactly that;
+    # the module path gives rounding noise. Every other parameter must get a gradient.
+    before_bn = {"embed.conv1.bias", "embed.conv2.bias"}
+    missing = [n for n, p in enc.named_parameters()
+               if n not in before_bn and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []
+    for n in before_bn:
+        grad = dict(enc.named_parameters())[n].grad
+        assert grad is not None and grad.abs().max() < 1e-3 * out.abs().mean()
 
 
 @pytest.mark.parametrize(

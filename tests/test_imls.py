@@ -174,3 +174,44 @@ def test_threshold_returned_by_fire_carries_its_gradient(threshold):
 def test_neuron_rejects_bad_threshold_init(value):
     with pytest.raises(ValueError, match="threshold_init must be a finite number > 0"):
         IMLSNeuron(threshold_init=value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_at_the_exact_edges_of_the_firing_range(dtype):
+    """The firing range 0 <= U/theta <= D is closed: U/theta exactly 0 or exactly D passes
+    the gradient, the nearest floats outside do not (theta = 0.5, D = 4, so U/theta = 2U)."""
+    neuron = IMLSNeuron(levels=4, threshold="constant", threshold_init=0.5).to(dtype)
+    just_above = torch.nextafter(torch.tensor(2.0, dtype=dtype), torch.tensor(3.0, dtype=dtype))
+    just_below = torch.nextafter(torch.tensor(0.0, dtype=dtype), torch.tensor(-1.0, dtype=dtype))
+    u = torch.stack([torch.tensor(0.0, dtype=dtype), torch.tensor(2.0, dtype=dtype),
+                     just_above, just_below]).requires_grad_()
+    neuron(u).sum().backward()
+    assert u.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dims", [(1, 3), (-2, -1), (-1,)])
+def test_abs_sum_slice_by_slice_equals_the_direct_sum(dims):
+    from espnet_iml.imls import abs_sum
+
+    u = torch.randn(5, 6, 7, 8, dtype=torch.float64)
+    want = u.abs().sum(dims, keepdim=True)
+    torch.testing.assert_close(abs_sum(u, dims, chunk=10), want, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(abs_sum(u, dims), want, rtol=1e-13, atol=1e-13)
+
+
+def test_in_place_gradient_slice_by_slice_equals_whole_tensor():
+    """The slice-by-slice (large map) path of the IMLS backward gives the same gradient as
+    the whole-tensor path, which the composed-autograd tests above check."""
+    from espnet_iml.imls import _imls_grad_in_place, firing_bounds, imls_threshold
+
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(4, 6, 5, 7, generator=g, dtype=torch.float64) * 2
+    gy = torch.randn(4, 6, 5, 7, generator=g, dtype=torch.float64)
+    k = torch.tensor(0.8, dtype=torch.float64)
+    theta, mean_abs = imls_threshold(u, k, (-2, -1), 1e-4)
+    lo, hi = firing_bounds(torch.float64, 3)
+    whole = _imls_grad_in_place(u / theta, gy, theta, mean_abs, k, 3, (2, 3), 1e-4, lo, hi)
+    sliced = _imls_grad_in_place(u / theta, gy, theta, mean_abs, k, 3, (2, 3), 1e-4, lo, hi,
+                                 chunk=10)
+    torch.testing.assert_close(sliced[0], whole[0], rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(sliced[1], whole[1], rtol=1e-13, atol=1e-13)

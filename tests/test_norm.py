@@ -329,3 +329,45 @@ def test_rep_projection_without_temporal_context(kernel):
         want = want + _textbook(z * proj.conv.weight[:, 0, 0], c.mean(0),
                                 c.var(0, unbiased=False), 1e-5, B, W)
     torch.testing.assert_close(proj(x, mask), want, rtol=1e-10, atol=1e-10)
+
+
+def _composed_masked_bn(x, w, b, mask, eps, channel_dim=-1):
+    """Masked BatchNorm as plain differentiable ops (autograd does the gradient): batch
+    mean and biased variance over valid positions, applied at every position."""
+    dims = [d for d in range(x.dim()) if d != channel_dim % x.dim()]
+    shape = [1] * x.dim()
+    shape[channel_dim] = x.size(channel_dim)
+    m = mask.to(x.dtype).expand_as(x)
+    n = m.sum(dims)
+    mean = (x * m).sum(dims) / n
+    var = (((x - mean.view(shape)) ** 2) * m).sum(dims) / n
+    return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + eps) * w.view(shape) \
+        + b.view(shape)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_training_gradient_equals_composed_autograd(masked):
+    """The written-out backward of the training form, for x, weight and bias, with padded
+    positions (whose outputs use the valid statistics and so carry gradient too)."""
+    g = torch.Generator().manual_seed(2)
+    x1 = (torch.randn(3, 11, 5, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_()
+    x2 = x1.detach().clone().requires_grad_()
+    mask = torch.ones(3, 11, 1, dtype=torch.bool)
+    if masked:
+        mask[0, 7:] = False
+        mask[2, 4:] = False
+    bn = MaskedBatchNorm(5, eps=1e-3).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.5, -0.5, 1.0, 2.0, 0.3]))
+        bn.bias.copy_(torch.tensor([0.1, 0.2, -0.3, 0.0, 1.0]))
+    w2 = bn.weight.detach().clone().requires_grad_()
+    b2 = bn.bias.detach().clone().requires_grad_()
+    up = torch.randn(3, 11, 5, generator=g, dtype=torch.float64)
+    y1 = bn(x1, mask if masked else None)
+    y2 = _composed_masked_bn(x2, w2, b2, mask, 1e-3)
+    torch.testing.assert_close(y1, y2)
+    (y1 * up).sum().backward()
+    (y2 * up).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(bn.weight.grad, w2.grad)
+    torch.testing.assert_close(bn.bias.grad, b2.grad)

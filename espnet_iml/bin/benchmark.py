@@ -444,6 +444,45 @@ def _yaml_safe(v) -> bool:
         return False
 
 
+def set_fold(model, fold: bool) -> int:
+    """Set ``fold_in_eval`` on every module that has it (folded eval form vs the training
+    form run in eval mode); returns how many."""
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "fold_in_eval"):
+            m.fold_in_eval = fold
+            n += 1
+    return n
+
+
+def encoder_pass(model, utts, dev):
+    """(wall s, process CPU s) of encoding ``utts`` one by one."""
+    import torch
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with torch.no_grad():
+        for u in utts:
+            model.encode(u[None].to(dev), torch.tensor([u.size(0)], device=dev))
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def encoder_rounds(models: Dict[str, object], utts, dev, repeats: int) -> Dict[str, tuple]:
+    """Encoder passes of every (name -> (model, fold)) entry, interleaved ``repeats`` times
+    after one warm-up each: medians of (wall s, CPU s)."""
+    runs: Dict[str, list] = {k: [] for k in models}
+    for rnd in range(repeats + 1):
+        for name, (model, fold) in models.items():
+            if fold is not None:
+                set_fold(model, fold)
+            t = encoder_pass(model, utts, dev)
+            if rnd:
+                runs[name].append(t)
+    for model, _ in models.values():
+        set_fold(model, True)
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for k, v in runs.items()}
+
+
 def rtf_row(row: str, size: dict, a, trained: Optional[str], tmp: Path) -> dict:
     import torch
 
@@ -465,11 +504,7 @@ def rtf_row(row: str, size: dict, a, trained: Optional[str], tmp: Path) -> dict:
     model = s2t.asr_model.eval()
 
     def enc_pass():
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            for u in utts:
-                model.encode(u[None].to(dev), torch.tensor([u.size(0)], device=dev))
-        return time.perf_counter() - t0
+        return encoder_pass(model, utts, dev)[0]
 
     def dec_pass():
         n_tok = 0
@@ -490,10 +525,13 @@ def rtf_row(row: str, size: dict, a, trained: Optional[str], tmp: Path) -> dict:
     dec_t = statistics.median(t for t, _ in dec_runs)
     return dict(row=row, label=row_label(row, a), trained=bool(trained), audio_s=seconds,
                 encoder_rtf=enc_t / seconds, decode_rtf=dec_t / seconds,
-                tokens=dec_runs[-1][1], threads=torch.get_num_threads(), device=dev)
+                tokens=dec_runs[-1][1], threads=torch.get_num_threads(), device=dev,
+                _model=model, _utts=utts)
 
 
 def run_rtf(a, size: dict) -> List[dict]:
+    """Full-decoding and encoder RTF per model, then the encoders again, interleaved:
+    IML folded, IML in its training form (fold_in_eval off), Conformer (CPU-time ratios)."""
     import logging
 
     logging.disable(logging.WARNING)
@@ -505,6 +543,21 @@ def run_rtf(a, size: dict) -> List[dict]:
                 out.append(rtf_row(row, size, a, trained, Path(tmp)))
             except Exception as e:  # noqa: BLE001
                 out.append(dict(row=row, label=row_label(row, a), error=f"{type(e).__name__}: {e}"))
+    ok = {r["row"]: r for r in out if "error" not in r}
+    if "iml_spikeformer" in ok:
+        iml = ok["iml_spikeformer"]
+        models = {"iml_folded": (iml["_model"], True), "iml_training_form": (iml["_model"], False)}
+        if "conformer" in ok:
+            models["conformer"] = (ok["conformer"]["_model"], None)
+        print(f"[benchmark] RTF {size['name']}: interleaved encoder rounds ...", file=sys.stderr,
+              flush=True)
+        enc = encoder_rounds(models, iml["_utts"], a.rtf_device, a.rtf_repeats)
+        secs = iml["audio_s"]
+        iml["encoder_interleaved"] = {k: dict(rtf_wall=w / secs, rtf_cpu=c / secs)
+                                      for k, (w, c) in enc.items()}
+    for r in out:
+        r.pop("_model", None)
+        r.pop("_utts", None)
     return out
 
 
@@ -522,6 +575,18 @@ def rtf_table(results: List[dict], a) -> str:
         lines.append("")
         lines.append(f"IML / Conformer: encoder {ok[0]['encoder_rtf'] / ok[1]['encoder_rtf']:.2f}x,"
                      f" full decoding {ok[0]['decode_rtf'] / ok[1]['decode_rtf']:.2f}x")
+    inter = next((r["encoder_interleaved"] for r in ok if "encoder_interleaved" in r), None)
+    if inter:
+        lines += ["", f"Encoders again, interleaved ({a.rtf_repeats} rounds; ratios of process "
+                  "CPU time):", "", "| encoder | RTF (wall) | RTF (CPU) | CPU / IML folded |",
+                  "|---|---|---|---|"]
+        ref = inter["iml_folded"]["rtf_cpu"]
+        names = {"iml_folded": "iml_spikeformer, folded eval form",
+                 "iml_training_form": "iml_spikeformer, training form in eval (fold_in_eval "
+                 "off)", "conformer": "conformer (ESPnet)"}
+        for k, v in inter.items():
+            lines.append(f"| {names[k]} | {v['rtf_wall']:.4f} | {v['rtf_cpu']:.4f} | "
+                         f"{v['rtf_cpu'] / ref:.2f}x |")
     return "\n".join(lines)
 
 
