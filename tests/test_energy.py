@@ -348,6 +348,11 @@ def test_cli_fresh_model_both_frontends(tmp_path):
     assert strict == pytest.approx(spk["totals"]["encoder"]["ratio_ann_snn_strict"], rel=1e-3)
     assert data["energy_ratio_encoder_strict"] == spk["totals"]["encoder"]["ratio_ann_snn_strict"]
     assert 1.0 < strict < ratio
+    # the spike-driven run equals the float model in float64 on the counted utterances
+    dev_lines = [ln for ln in proc.stdout.splitlines()
+                 if ln.startswith("spike_driven_max_abs_deviation=")]
+    assert len(dev_lines) == 1
+    assert 0.0 <= data["spike_driven_max_abs_deviation"] < 1e-9
     real_ratio = data["settings"]["real_frontend"]["totals"]["encoder"]["ratio_ann_snn"]
     assert ratio > real_ratio > 1.0
     # the ESPnet decoder and the CTC projection are real-valued: all MAC, counted apart

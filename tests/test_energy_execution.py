@@ -285,3 +285,32 @@ def test_generous_counts_equal_the_hook_counter(spiking_frontend):
     # strict numbers exist only where the encoder was executed
     assert hooks.totals["encoder"]["ratio_ann_snn_strict"] is None
     assert run.totals["encoder"]["ratio_ann_snn_strict"] > 1.0
+
+
+def test_counter_reports_how_far_the_spike_driven_run_is_from_the_float_model(monkeypatch):
+    """count_energy checks the spike-driven output against a float64 copy of the model it
+    counts (the energy CLI prints it for trained recipe models): rounding-small on an
+    honest run, and the size of the error when the spike-driven output is off."""
+    enc = _encoder(seed=3)
+    xs, ilens = _input()
+    with torch.no_grad(), count_energy(enc, spike_driven=True) as counter:
+        enc(xs.float().double(), ilens)
+        report = counter.report({})
+    assert 0.0 <= report.meta["spike_driven_max_abs_deviation"] < 1e-9
+
+    import espnet_iml.inference as inference
+
+    def off_by(encoder, dtype=torch.float64):
+        executor = spike_driven(encoder, dtype)
+
+        def run(xs_pad, lens, tally=None):
+            out, olens, extra = executor(xs_pad, lens, tally=tally)
+            return out + 1e-3 * (torch.arange(out.size(1)) == 0)[None, :, None], olens, extra
+
+        return run
+
+    monkeypatch.setattr(inference, "spike_driven", off_by)
+    with torch.no_grad(), count_energy(enc, spike_driven=True) as counter:
+        enc(xs, ilens)
+        deviation = counter.report({}).meta["spike_driven_max_abs_deviation"]
+    assert deviation == pytest.approx(1e-3, rel=1e-6)

@@ -41,6 +41,7 @@ Usage::
     print(report.to_markdown()); report.save("out_dir")
 """
 
+import copy
 import math
 import weakref
 from contextlib import contextmanager
@@ -143,6 +144,8 @@ class EnergyCounter(Tally):
         self._recording: Dict[IMLSNeuron, bool] = {}
         # (name prefix, Tally) of the parts executed by a spike-driven form
         self.executed: List[Tuple[str, Tally]] = []
+        # largest |spike-driven - float64 model| over valid output frames seen so far
+        self.spike_driven_deviation = 0.0
 
     # ----- setup
     def _part(self, name: str) -> str:
@@ -214,6 +217,10 @@ class EnergyCounter(Tally):
         from espnet_iml.inference import spike_driven
 
         executor = spike_driven(encoder)
+        # The float model in float64 (its eval form, as deployed) on the same inputs: the
+        # spike-driven output must equal it to rounding, on whatever model is being counted
+        # (a trained recipe model included). The largest deviation goes into the report.
+        reference = copy.deepcopy(encoder).to(torch.float64).eval()
         tally = Tally(root_part="encoder", parts=())
         tally.executed_parts.append("encoder")
         self.executed.append((name + "." if name else "", tally))
@@ -222,7 +229,13 @@ class EnergyCounter(Tally):
             xs = args[0] if args else kwargs["xs_pad"]
             ilens = args[1] if len(args) > 1 else kwargs["ilens"]
             with torch.no_grad():
-                executor(xs, ilens, tally=tally)
+                got, olens = executor(xs, ilens, tally=tally)[:2]
+                want = reference(xs.to(torch.float64), ilens)[0]
+            if isinstance(got, tuple):
+                got, want = got[0], want[0]
+            valid = torch.arange(got.size(1), device=got.device)[None] < olens[:, None]
+            dev = (got - want).abs()[valid].max().item() if bool(valid.any()) else 0.0
+            self.spike_driven_deviation = max(self.spike_driven_deviation, dev)
 
         self._handles.append(encoder.register_forward_hook(hook, with_kwargs=True))
 
@@ -476,7 +489,10 @@ class EnergyCounter(Tally):
     def report(self, meta: Optional[dict] = None) -> "EnergyReport":
         from espnet_iml.energy.report import EnergyReport
 
-        return EnergyReport.build(self.combined(), meta or {})
+        meta = dict(meta or {})
+        if self.executed:
+            meta["spike_driven_max_abs_deviation"] = self.spike_driven_deviation
+        return EnergyReport.build(self.combined(), meta)
 
     def combined(self) -> Tally:
         """The hooks' records and those of every spike-driven execution, in one tally."""

@@ -10,6 +10,8 @@ Files: events.py (the executed primitives and what they count), neuron.py, norm.
 frontend.py, attention.py, ffn.py, block.py, encoder.py.
 """
 
+import copy
+
 import torch
 
 from espnet_iml.inference.encoder import SpikeDrivenEncoder
@@ -19,7 +21,10 @@ def spike_driven(encoder, dtype: torch.dtype = torch.float64) -> SpikeDrivenEnco
     """The spike-driven form of a trained ``IMLSpikeformerEncoder``, in ``dtype``
     (float64 by default: the integer spike counts then match the float model's exactly
     unless an input lies within rounding of a threshold)."""
-    return SpikeDrivenEncoder(encoder).to(dtype).eval()
+    # Convert a copy first: the folds (BatchNorm into the convs, the re-parameterized
+    # branches) are computed at construction and must be computed in ``dtype``, not in the
+    # trained model's float32 (that alone moved a float32 model's outputs by ~3e-8).
+    return SpikeDrivenEncoder(copy.deepcopy(encoder).to(dtype)).to(dtype).eval()
 
 
 __all__ = ["SpikeDrivenEncoder", "spike_driven"]
