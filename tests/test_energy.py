@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from bn_stats import randomize_batchnorm
 from torch import nn
 
 from espnet_iml.attention import MatMul
@@ -21,7 +22,6 @@ from espnet_iml.energy import (
     matmul_macs,
 )
 from espnet_iml.imls import IMLSNeuron
-from espnet_iml.norm import MaskedBatchNorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=2, qkv_conv_kernel=5)
@@ -220,14 +220,7 @@ def test_padded_frames_excluded_from_counts():
 def _encoder(**kw):
     torch.manual_seed(0)
     enc = IMLSpikeformerEncoder(80, **SMALL, **kw).double()
-    with torch.no_grad():  # non-trivial BatchNorm so that folding changes the weights
-        for m in enc.modules():
-            if isinstance(m, MaskedBatchNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return enc.eval()
+    return randomize_batchnorm(enc).eval()
 
 
 def _batch():

@@ -8,13 +8,13 @@ import math
 
 import pytest
 import torch
+from bn_stats import randomize_batchnorm
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from espnet_iml.encoder import IMLSpikeformerEncoder
 from espnet_iml.energy import E_AC_PJ, E_MAC_PJ, EnergyReport, Tally, count_energy
 from espnet_iml.inference import spike_driven
-from espnet_iml.norm import MaskedBatchNorm
 
 IDIM = 20
 
@@ -24,14 +24,7 @@ def _encoder(seed=0, idim=IDIM, **kw):
     conf = dict(output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
                 qkv_conv_kernel=3, threshold_init=0.5)
     enc = IMLSpikeformerEncoder(idim, **{**conf, **kw}).double()
-    with torch.no_grad():
-        for m in enc.modules():
-            if isinstance(m, MaskedBatchNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return enc.eval()
+    return randomize_batchnorm(enc).eval()
 
 
 def _input(frames=(60, 41), idim=IDIM, seed=1):

@@ -4,10 +4,10 @@ branch-norm setting, and each way of evaluating a spike-fed layer wrongly breaks
 
 import pytest
 import torch
+from bn_stats import randomize_batchnorm
 
 from espnet_iml.encoder import IMLSpikeformerEncoder
 from espnet_iml.inference import events, spike_driven
-from espnet_iml.norm import MaskedBatchNorm
 
 TINY = dict(output_size=16, attention_heads=2, linear_units=32, num_blocks=2, qkv_conv_kernel=3)
 IDIM = 20
@@ -23,14 +23,7 @@ def _fresh(seed=0, **kw):
     """A fresh float64 encoder with non-trivial BatchNorm (so folding changes weights)."""
     torch.manual_seed(seed)
     enc = IMLSpikeformerEncoder(IDIM, **{**TINY, **kw}).double()
-    with torch.no_grad():
-        for m in enc.modules():
-            if isinstance(m, MaskedBatchNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return enc.eval()
+    return randomize_batchnorm(enc).eval()
 
 
 def _trained(seed=0, steps=4, **kw):

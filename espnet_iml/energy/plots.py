@@ -51,13 +51,8 @@ def plot_report(rep, out_dir, prefix: str = "energy") -> List[Path]:
                 "qANN": [t["e_qann_pj"], 0.0, el, t["mem_qann_pj"]],
             }
             for j, (label, vals) in enumerate(stacks.items()):
-                x = i + (j - 1) * width
-                bottom = 0.0
-                for k, v in enumerate(vals if with_memory else vals[:3]):
-                    ax.bar(x, v / 1e6, width * 0.9, bottom=bottom / 1e6, color=colors[k],
-                           label=labels[k] if (i == 0 and j == 0) else None)
-                    bottom += v
-                ax.text(x, bottom / 1e6, label, ha="center", va="bottom", fontsize=7)
+                _stack(ax, i + (j - 1) * width, width, vals if with_memory else vals[:3],
+                       colors, labels if (i == 0 and j == 0) else None, label)
         ax.set_xticks(range(len(parts)))
         ax.set_xticklabels(parts)
         ax.set_ylabel("energy (uJ, summed over the input)")
@@ -73,6 +68,15 @@ def plot_report(rep, out_dir, prefix: str = "energy") -> List[Path]:
     return paths
 
 
+def _stack(ax, x, width, values_pj, colors, legend, name) -> None:
+    """One stacked bar at ``x`` (pJ shown in uJ), named on top; ``legend``: the segment
+    labels for the legend (only the first bar of a panel passes them)."""
+    bottom = 0.0
+    for k, v in enumerate(values_pj):
+        ax.bar(x, v / 1e6, width * 0.9, bottom=bottom / 1e6, color=colors[k],
+               label=legend[k] if legend else None)
+        bottom += v
+    ax.text(x, bottom / 1e6, name, ha="center", va="bottom", fontsize=7)
 
 
 def _strict_panel(ax, rep, parts) -> None:
@@ -91,13 +95,8 @@ def _strict_panel(ax, rep, parts) -> None:
             "ANN": [0.0, E_MAC_PJ * t["strict_ann_mac_ops"], E_AC_PJ * t["strict_ann_add_ops"]],
         }
         for j, (label, vals) in enumerate(stacks.items()):
-            x = i + (j - 0.5) * width
-            bottom = 0.0
-            for k, v in enumerate(vals):
-                ax.bar(x, v / 1e6, width * 0.9, bottom=bottom / 1e6, color=colors[k],
-                       label=labels[k] if (i == 0 and j == 0) else None)
-                bottom += v
-            ax.text(x, bottom / 1e6, label, ha="center", va="bottom", fontsize=7)
+            _stack(ax, i + (j - 0.5) * width, width, vals, colors,
+                   labels if (i == 0 and j == 0) else None, label)
     ax.set_xticks(range(len(parts)))
     ax.set_xticklabels(parts)
     ax.set_ylabel("energy (uJ, summed over the input)")
