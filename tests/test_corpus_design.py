@@ -1,5 +1,8 @@
 """The generated corpora as a learning benchmark: text with structure and a long tail,
-many distinct voices, held-out speakers. These look at the plans (no audio is rendered)."""
+many distinct voices, held-out speakers, a learnable speaking rate. Most of these look at
+the plans; the speaking-rate test renders a few utterances (about a second)."""
+
+import statistics
 
 import collections
 import random
@@ -65,6 +68,29 @@ def test_librispeech_small_plan_has_many_held_out_voices():
     for ch in chapters:
         assert ch.speaker.hard == ("other" in ch.subset)
         assert all((j.snr_db is not None) == ch.speaker.hard for j in ch.jobs)
+
+
+def _words_per_minute(job):
+    # No padding: the rate of the speech itself, as the synthesizer's silences are trimmed.
+    out = job.out.replace(".flac", ".wav")
+    seconds = synth.render(synth.Job(**{**job.__dict__, "out": out, "pad_start": 0.0,
+                                        "pad_end": 0.0}))
+    return len(job.text.split()) / seconds * 60
+
+
+def test_librispeech_clean_speakers_read_at_librispeech_pace(tmp_path):
+    """Clean English speakers read at roughly LibriSpeech's pace, not the synthesizers'
+    ~220-260 words a minute, which packs ~15 BPE pieces a second into 25 encoder frames."""
+    chapters = librispeech.plan(tmp_path, 0, librispeech.SIZES["small"])
+    clean = {}
+    for ch in chapters:
+        if ch.subset == "train-clean-100" and ch.speaker.engine in ("espeak", "flite"):
+            clean.setdefault(ch.speaker.engine, []).append(ch.jobs[0])
+    # Every engine: a missing scale on one of them would put it at ~220 words a minute.
+    for engine, jobs in clean.items():
+        rates = [_words_per_minute(job) for job in jobs[:6]]
+        assert 125 <= statistics.median(rates) <= 195, (engine, rates)
+        assert max(rates) <= 270, (engine, rates)
 
 
 def test_aishell_small_plan_speakers():

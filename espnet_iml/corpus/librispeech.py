@@ -83,7 +83,7 @@ def plan(out: Path, seed: int, counts: Sequence[int]) -> List[Chapter]:
     pools = {}
     for name, split, hard in sorted(SUBSETS, key=lambda s: s[1] == "train"):
         pools[name] = synth.make_speakers(rng, synth.ENGLISH_VOICES, n_spk[name], hard, used,
-                                          synth.ENGLISH_ENGINES)
+                                          synth.ENGLISH_ENGINES, synth.ENGLISH_RATE_SCALE)
     chapters: List[Chapter] = []
     for name, split, hard in SUBSETS:
         pool = pools[name]

@@ -29,7 +29,14 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.3  # anything shorter means the synthesizer produced (almost) nothing
-ESPEAK_BASE_SPEED = 165  # words per minute at rate 1.0
+ESPEAK_BASE_SPEED = 165  # espeak-ng's -s at rate 1.0
+# Speaking rate of English speakers relative to the synthesizers' defaults (OUR CALIBRATION).
+# At their defaults espeak-ng, flite and festival read 220-260 words a minute once the
+# silences are trimmed; with BPE pieces of ~4 per word that is ~15 tokens a second against
+# the encoder's 25 frames a second, too dense for CTC to learn in a short budget (Mandarin
+# espeak-ng reads ~3.4 characters a second). 0.7 puts clean speakers at LibriSpeech's pace,
+# about 150-190 words a minute.
+ENGLISH_RATE_SCALE = 0.7
 
 ENGLISH_VOICES = (
     "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
@@ -155,9 +162,11 @@ def _base_voices(engine: str, voices: Sequence[str], hard: bool) -> List[str]:
 def make_speakers(
     rng: random.Random, voices: Sequence[str], n: int, hard: bool,
     used: Dict[str, int], engines: Sequence[Tuple[str, float]] = (("espeak", 1.0),),
+    rate_scale: float = 1.0,
 ) -> List[Speaker]:
     """n speakers; base voices are drawn least-used first (``used`` counts them, updated),
-    so held-out speakers drawn first get base voices no other speaker has, while they last."""
+    so held-out speakers drawn first get base voices no other speaker has, while they last.
+    ``rate_scale`` multiplies every speaker's rate (the language's base pace)."""
     names = [e for e, _ in engines]
     weights = [w for _, w in engines]
     speakers = []
@@ -183,7 +192,7 @@ def make_speakers(
             bass, treble = rng.uniform(-4, 4), rng.uniform(-4, 4)
             reverb = rng.randint(10, 30) if rng.random() < 0.2 else 0
             band = None
-        speakers.append(Speaker(engine, voice, round(rate, 3), pitch, shift, round(bass, 1),
+        speakers.append(Speaker(engine, voice, round(rate * rate_scale, 3), pitch, shift, round(bass, 1),
                                 round(treble, 1), reverb, band, hard))
     return speakers
 
