@@ -33,6 +33,12 @@ same values and gradients (tested in float64 against the module-by-module path) 
   channels-last layout: a frame's values are contiguous for its threshold, and conv2 runs
   in mkldnn's native layout.
 
+- **Spike counts for firing-rate-aware training** (espnet_iml.rate): while a neuron's meter
+  is active, the fused functions also return the spike sum, whose backward is the meter's
+  straight-through gradient (dS/dU = 1/theta, dS/dtheta = -U/theta^2 inside [0, D]) folded
+  into the neuron's own: ``gy + c / theta`` and an outside threshold gradient
+  ``-c / theta * sum_token S`` (c the gradient of the sum).
+
 The composed path (``SpikingConv2dSubsampling`` calling its modules one by one) stays the
 reference, and is taken when a module is hooked (profilers such as espnet_iml.energy), when
 a neuron records its counts or is not an input-aware IMLS neuron (the LIF baseline), and
@@ -46,6 +52,31 @@ from torch.nn import functional as F
 
 from espnet_iml.imls import IMLSNeuron, _IMLSFire, imls_counts_, imls_grad_, imls_threshold
 from espnet_iml.norm import MaskedBatchNorm, bn_grad_last, bn_stats_last, has_hooks
+from espnet_iml.rate import valid_positions
+
+
+def _counted(counts: torch.Tensor, dims: Tuple[int, ...], metered: bool):
+    """(spike sum per token over ``dims``, or None when no meter asks for it)."""
+    return counts.sum(dims, keepdim=True) if metered else None
+
+
+def _spikes_out(s_tok: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return s_tok.sum() if s_tok is not None else like.new_zeros(())
+
+
+def _metered_grads(gy: torch.Tensor, g_spikes: Optional[torch.Tensor], theta: torch.Tensor,
+                   s_tok: Optional[torch.Tensor]):
+    """(gy, outside threshold gradient) with the spike sum's gradient folded in (module doc)."""
+    if s_tok is None or g_spikes is None:
+        return gy, None
+    c = g_spikes.to(theta.dtype) / theta
+    return gy + c, -c * s_tok
+
+
+def _report(neuron, spikes: torch.Tensor, frames: torch.Tensor,
+            mask: Optional[torch.Tensor]) -> None:
+    if neuron.metered:
+        neuron.meter.add(spikes, valid_positions(frames, mask))
 
 
 # --------------------------------------------------------------------------- conv1 + bn1 + IMLS
@@ -125,27 +156,30 @@ class _ConvIMLS(torch.autograd.Function):
     # dims, one contiguous run per frame); it leaves as the (B, C, T', F') channels-last view.
 
     @staticmethod
-    def forward(ctx, p2, w, b, k, mask, shape, levels, eps):
+    def forward(ctx, p2, w, b, k, mask, shape, levels, eps, metered):
         u = conv_frames(p2, w, b, shape)
         if u.dtype in (torch.float16, torch.bfloat16):
             u = u.float()
         theta, mean_abs = imls_threshold(u, k, (-2, -1), eps)
-        y = imls_counts_(u, theta, mask, levels).mul_(theta)
-        ctx.save_for_backward(p2, w, b, k, theta, mean_abs, mask)
+        counts = imls_counts_(u, theta, mask, levels)
+        s_tok = _counted(counts, (-2, -1), metered)
+        y = counts.mul_(theta)
+        ctx.save_for_backward(p2, w, b, k, theta, mean_abs, mask, s_tok)
         ctx.cfg = (shape, levels, eps)
-        return y.permute(0, 3, 1, 2)
+        return y.permute(0, 3, 1, 2), _spikes_out(s_tok, y)
 
     @staticmethod
-    def backward(ctx, gy):
-        p2, w, b, k, theta, mean_abs, mask = ctx.saved_tensors
+    def backward(ctx, gy, g_spikes):
+        p2, w, b, k, theta, mean_abs, mask, s_tok = ctx.saved_tensors
         shape, levels, eps = ctx.cfg
         u = conv_frames(p2, w, b, shape)
         low = u.dtype
         if low in (torch.float16, torch.bfloat16):
             u = u.float()
         gy = gy.permute(0, 2, 3, 1).to(u.dtype)  # (B, T', F', C)
+        gy, g_theta = _metered_grads(gy, g_spikes, theta, s_tok)
         grad_u, grad_k = imls_grad_(u.div_(theta), gy, theta, mean_abs, k, mask, levels,
-                                    (-2, -1), eps)
+                                    (-2, -1), eps, g_theta)
         del u
         g2 = grad_u.reshape(p2.size(0), -1).to(low)  # rows x channels
         need = ctx.needs_input_grad
@@ -184,8 +218,14 @@ def conv_bn_imls(conv: torch.nn.Conv2d, bn, neuron, xs4: torch.Tensor,
             if u.dtype in (torch.float16, torch.bfloat16):
                 u = u.float()
             theta, _ = imls_threshold(u, neuron.k, (-2, -1), neuron.eps)
-            return imls_counts_(u, theta, mask, neuron.levels).mul_(theta).permute(0, 3, 1, 2)
-        return _ConvIMLS.apply(p2, w, b, neuron.k, mask, shape, neuron.levels, neuron.eps)
+            counts = imls_counts_(u, theta, mask, neuron.levels)
+            if neuron.metered:
+                _report(neuron, counts.sum(), counts, mask)
+            return counts.mul_(theta).permute(0, 3, 1, 2)
+        y, spikes = _ConvIMLS.apply(p2, w, b, neuron.k, mask, shape, neuron.levels, neuron.eps,
+                                    neuron.metered)
+        _report(neuron, spikes, y.permute(0, 2, 3, 1), mask)
+        return y
 
 
 def drop_full_mask(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -212,33 +252,36 @@ class _BNIMLS(torch.autograd.Function):
     BN(x) (one affine pass) and writes both backwards out (imls_grad_, bn_grad_last)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, k, mask, levels, eps_bn, eps, td):
+    def forward(ctx, x, weight, bias, k, mask, levels, eps_bn, eps, td, metered):
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         mean, var, var_passes, invstd, scale, shift, n = bn_stats_last(xf, mask, weight,
                                                                        bias, eps_bn)
         u = torch.addcmul(shift, xf, scale)
         dims = tuple(range(-td, 0))
         theta, mean_abs = imls_threshold(u, k, dims, eps)
-        y = imls_counts_(u, theta, mask, levels).mul_(theta)
+        counts = imls_counts_(u, theta, mask, levels)
+        s_tok = _counted(counts, dims, metered)
+        y = counts.mul_(theta)
         ctx.save_for_backward(x, weight, k, mean, invstd, scale, shift, theta, mean_abs, mask,
-                              var_passes)
+                              var_passes, s_tok)
         ctx.cfg = (levels, eps, n, dims)
         n_t = torch.tensor(n)
         ctx.mark_non_differentiable(mean, var, n_t)
-        return y, mean, var, n_t
+        return y, mean, var, n_t, _spikes_out(s_tok, y)
 
     @staticmethod
-    def backward(ctx, gy, _gm, _gv, _gn):
+    def backward(ctx, gy, _gm, _gv, _gn, g_spikes):
         (x, weight, k, mean, invstd, scale, shift, theta, mean_abs, mask,
-         var_passes) = ctx.saved_tensors
+         var_passes, s_tok) = ctx.saved_tensors
         levels, eps, n, dims = ctx.cfg
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         u = torch.addcmul(shift, xf, scale)
-        g, grad_k = imls_grad_(u.div_(theta), gy.to(u.dtype), theta, mean_abs, k, mask,
-                               levels, dims, eps)
+        gy, g_theta = _metered_grads(gy.to(u.dtype), g_spikes, theta, s_tok)
+        g, grad_k = imls_grad_(u.div_(theta), gy, theta, mean_abs, k, mask,
+                               levels, dims, eps, g_theta)
         del u
         gx, gw, gb = bn_grad_last(xf, g, weight, mean, invstd, scale, mask, var_passes, n)
-        return gx.to(x.dtype), gw, gb, grad_k, None, None, None, None, None
+        return gx.to(x.dtype), gw, gb, grad_k, None, None, None, None, None, None
 
 
 def fusable_neuron(neuron, td: int = 1) -> bool:
@@ -261,17 +304,32 @@ def bn_imls(bn, neuron, x: torch.Tensor, mask: Optional[torch.Tensor], td: int =
     dims = tuple(range(-td, 0))
     with torch.autocast(device_type=x.device.type, enabled=False):
         if bn.training:
-            y, mean, var, n = _BNIMLS.apply(x, bn.weight, bn.bias, neuron.k, mask,
-                                            neuron.levels, bn.eps, neuron.eps, td)
+            y, mean, var, n, spikes = _BNIMLS.apply(x, bn.weight, bn.bias, neuron.k, mask,
+                                                    neuron.levels, bn.eps, neuron.eps, td,
+                                                    neuron.metered)
             bn.update_running(mean, var, float(n))
+            _report(neuron, spikes, y, mask)
             return y
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         a, c = bn.eval_affine()
         u = torch.addcmul(c.to(xf.dtype), xf, a.to(xf.dtype))
-        if torch.is_grad_enabled():
-            return _IMLSFire.apply(u, neuron.k, neuron.levels, dims, neuron.eps, mask)[0]
-        theta, _ = imls_threshold(u, neuron.k, dims, neuron.eps)
-        return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)
+        return _fire_frames(neuron, u, mask, dims)
+
+
+def _fire_frames(neuron, u: torch.Tensor, mask: Optional[torch.Tensor],
+                 dims: Tuple[int, ...]) -> torch.Tensor:
+    """The input-aware neuron over ``dims`` of the normalized ``u``, in place when no
+    gradient is needed; a meter gets the counts."""
+    if torch.is_grad_enabled():
+        out, counts, theta = _IMLSFire.apply(u, neuron.k, neuron.levels, dims, neuron.eps, mask)
+        if neuron.metered:
+            neuron.meter.add_imls(neuron, u, mask, counts, theta)
+        return out
+    theta, _ = imls_threshold(u, neuron.k, dims, neuron.eps)
+    counts = imls_counts_(u, theta, mask, neuron.levels)
+    if neuron.metered:
+        _report(neuron, counts.sum(), counts, mask)
+    return counts.mul_(theta)
 
 
 def norm_then_neuron(norm, neuron, x: torch.Tensor, mask: Optional[torch.Tensor]
@@ -297,7 +355,4 @@ def neuron_frames(neuron, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torc
     normalized (eval: bn folded into the conv before)."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         u = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        if torch.is_grad_enabled():
-            return _IMLSFire.apply(u, neuron.k, neuron.levels, (-2, -1), neuron.eps, mask)[0]
-        theta, _ = imls_threshold(u, neuron.k, (-2, -1), neuron.eps)
-        return imls_counts_(u, theta, mask, neuron.levels).mul_(theta)  # u: our conv output
+        return _fire_frames(neuron, u, mask, (-2, -1))  # in place on u: our conv output

@@ -276,6 +276,14 @@ class IMLSNeuron(nn.Module):
         # Set by profilers (espnet_iml.energy): keep the last integer counts for inspection.
         self.recording = False
         self.last_counts: Optional[torch.Tensor] = None
+        # Set by espnet_iml.rate.SpikeCountMeter (firing-rate-aware training): while it is
+        # active, forward (and the fused kernels standing in for it) add the counts to it.
+        self.meter = None
+
+    @property
+    def metered(self) -> bool:
+        """Whether a spike-count meter is measuring this neuron now."""
+        return self.meter is not None and self.meter.active
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, threshold={self.threshold}"
@@ -299,7 +307,9 @@ class IMLSNeuron(nn.Module):
         return counts, theta
 
     def forward(self, u: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        out, counts, _ = self._fire(u, mask)
+        out, counts, theta = self._fire(u, mask)
         if self.recording:
             self.last_counts = counts
+        if self.metered:
+            self.meter.add_imls(self, u, mask, counts, theta)
         return out

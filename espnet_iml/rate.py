@@ -13,9 +13,13 @@ outside, so dr/dU = 1 / theta and dr/dtheta = -U / theta^2 inside. The threshold
 through it the learnable scale k, gets a gradient too: raising the threshold is the direct
 way to fire less. For LIF spikes: the neuron's own sigmoid surrogate.
 
-An IMLS neuron's forward returns only S * theta, so the meter computes S and theta a second
-time from the neuron's input (``IMLSNeuron.fire``): one more threshold pass per neuron while
-the meter is on, nothing while it is off.
+How the spikes reach the meter: an IMLS neuron carries a reference to its meter
+(``IMLSNeuron.meter``) instead of a forward hook, because a hook turns the fused kernels of
+espnet_iml.fused off (they compute norm and neuron in one function and would bypass it),
+which doubled the time of a rate-aware training step. The neuron's own forward adds its
+counts (``add_imls``, from the S and theta it has just computed), and the fused kernels add a
+spike sum whose backward carries the same gradient (``add``). A multi-step LIF neuron is
+measured through a forward hook (it has no fused path).
 """
 
 from typing import List, Optional, Union
@@ -40,8 +44,15 @@ def ste_counts(neuron: IMLSNeuron, u: torch.Tensor, mask: Optional[torch.Tensor]
     """The neuron's integer counts S of input ``u``, with the straight-through gradient of
     U / theta inside [0, D] (zero outside and at masked positions)."""
     counts, theta = neuron.fire(u, mask)
+    return counts_with_ste(counts, theta, u, mask, neuron.levels)
+
+
+def counts_with_ste(counts: torch.Tensor, theta: torch.Tensor, u: torch.Tensor,
+                    mask: Optional[torch.Tensor], levels: int) -> torch.Tensor:
+    """``counts`` (S of ``u`` at threshold ``theta``, theta differentiable) with the
+    straight-through gradient of U / theta inside [0, D] (zero outside and where masked)."""
     x = u.to(theta.dtype) / theta
-    inside = (x >= 0) & (x <= neuron.levels)
+    inside = (x >= 0) & (x <= levels)
     if mask is not None:
         inside = inside & mask.to(torch.bool)
     return counts + (x - x.detach()) * inside.to(x.dtype)
@@ -74,8 +85,12 @@ class SpikeCountMeter:
         self.active = False
         self._spikes: Optional[torch.Tensor] = None
         self._valid: Optional[torch.Tensor] = None
-        self._handles = [m.register_forward_hook(self._hook, with_kwargs=True)
-                         for m in self.neurons]
+        self._handles = []
+        for m in self.neurons:
+            if isinstance(m, IMLSNeuron):
+                m.meter = self  # a neuron has one meter: a newer one replaces it
+            else:
+                self._handles.append(m.register_forward_hook(self._hook, with_kwargs=True))
 
     def max_count(self) -> int:
         """The largest count any measured neuron can emit at one position (D or T); 0 without
@@ -102,19 +117,26 @@ class SpikeCountMeter:
         for h in self._handles:
             h.remove()
         self._handles = []
+        for m in self.neurons:
+            if getattr(m, "meter", None) is self:
+                m.meter = None
+
+    def add(self, spikes: torch.Tensor, valid: torch.Tensor) -> None:
+        """Add ``spikes`` (a differentiable spike sum) over ``valid`` positions."""
+        self._spikes = spikes if self._spikes is None else self._spikes + spikes
+        self._valid = valid if self._valid is None else self._valid + valid
+
+    def add_imls(self, neuron: IMLSNeuron, u: torch.Tensor, mask: Optional[torch.Tensor],
+                 counts: torch.Tensor, theta: torch.Tensor) -> None:
+        """Add the counts an IMLS neuron has just fired from ``u`` at ``theta``."""
+        self.add(counts_with_ste(counts, theta, u, mask, neuron.levels).sum(),
+                 valid_positions(u, mask))
 
     def _hook(self, m: nn.Module, args, kwargs, out: torch.Tensor) -> None:
         if not self.active:
             return
         u = args[0] if args else kwargs["u"]
         mask = args[1] if len(args) > 1 else kwargs.get("mask")
-        if isinstance(m, MultiStepLIF):
-            # out: binary spikes (T x B, ...), zero where masked; a position's count is its
-            # sum over the T timesteps, so positions are the valid entries / T.
-            spikes = out.float().sum()
-            valid = valid_positions(u, mask) / m.timesteps
-        else:
-            spikes = ste_counts(m, u, mask).sum()
-            valid = valid_positions(u, mask)
-        self._spikes = spikes if self._spikes is None else self._spikes + spikes
-        self._valid = valid if self._valid is None else self._valid + valid
+        # out: binary spikes (T x B, ...), zero where masked; a position's count is its
+        # sum over the T timesteps, so positions are the valid entries / T.
+        self.add(out.float().sum(), valid_positions(u, mask) / m.timesteps)

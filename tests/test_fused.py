@@ -203,3 +203,53 @@ def test_encoder_training_step_equals_composed_modules(norm):
         finally:
             handle.remove()
     torch.testing.assert_close(y1, y2, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("lens", [[61, 44, 23], [61, 61, 61]])
+def test_rate_meter_keeps_the_fused_path_with_the_composed_gradient(lens):
+    """Firing-rate-aware training: with a spike-count meter active, the encoder still takes
+    the fused kernels (the meter is no hook), and r, every parameter's gradient of
+    (output . g + 3 r) and the running statistics equal the composed path's, where every
+    neuron adds its straight-through counts itself (float64; padded and unpadded)."""
+    from espnet_iml.encoder import IMLSpikeformerEncoder
+    from espnet_iml.rate import SpikeCountMeter
+
+    torch.manual_seed(0)
+    conf = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=2,
+                qkv_conv_kernel=3, dropout_rate=0.0, frontend_channels=6)
+    fused = IMLSpikeformerEncoder(80, **conf).double()
+    with torch.no_grad():
+        for m in fused.modules():
+            if isinstance(m, MaskedBatchNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    ref = copy.deepcopy(fused)
+    meters = SpikeCountMeter(fused), SpikeCountMeter(ref)
+    assert fused.embed.fusable()
+    xs, _ = _batch()
+    lens = torch.tensor(lens)
+    outs = []
+    for enc, meter, composed in ((fused, meters[0], False), (ref, meters[1], True)):
+        handle = _module_path() if composed else None
+        try:
+            meter.start()
+            y = enc(xs, lens)[0]
+            r = meter.stop()
+        finally:
+            if handle is not None:
+                handle.remove()
+        g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
+        ((y * g).sum() + 3.0 * r).backward()
+        outs.append((y, r))
+    (y1, r1), (y2, r2) = outs
+    torch.testing.assert_close(y1, y2, rtol=1e-9, atol=1e-9)
+    assert 0.05 < r1.item() < 4 and r1.item() == pytest.approx(r2.item(), rel=1e-12)
+    for (name, p1), (_, p2) in zip(fused.named_parameters(), ref.named_parameters()):
+        scale = p2.grad.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(p1.grad / scale, p2.grad / scale, rtol=1e-8, atol=1e-8,
+                                   msg=name)
+    for (name, b1), (_, b2) in zip(fused.named_buffers(), ref.named_buffers()):
+        torch.testing.assert_close(b1, b2, rtol=1e-9, atol=1e-12, msg=name)
+    for meter in meters:
+        meter.remove()
+    assert all(n.meter is None for n in meters[0].neurons)
