@@ -157,23 +157,37 @@ def _module_path():
     return register_module_forward_hook(lambda *a: None)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer"])
-def test_encoder_training_step_equals_composed_modules(norm):
-    """The whole encoder (front end, branch norm + neuron, FFN LinearBN + neuron, fused
-    masked BatchNorms): outputs, every parameter's gradient and the running statistics of
-    two training steps equal the module-by-module computation (float64, padded batch)."""
+def _encoder_pair(**extra):
+    """A small float64 encoder with non-trivial BatchNorm affines, and a copy of it."""
     from espnet_iml.encoder import IMLSpikeformerEncoder
 
     torch.manual_seed(0)
     conf = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=2,
-                qkv_conv_kernel=3, dropout_rate=0.0, frontend_channels=6, branch_norm=norm)
+                qkv_conv_kernel=3, dropout_rate=0.0, frontend_channels=6, **extra)
     fused = IMLSpikeformerEncoder(80, **conf).double()
     with torch.no_grad():
         for m in fused.modules():
             if isinstance(m, MaskedBatchNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
-    ref = copy.deepcopy(fused)
+    return fused, copy.deepcopy(fused)
+
+
+def _assert_same_grads_and_buffers(a, b):
+    for (name, p1), (_, p2) in zip(a.named_parameters(), b.named_parameters()):
+        scale = p2.grad.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(p1.grad / scale, p2.grad / scale, rtol=1e-8, atol=1e-8,
+                                   msg=name)
+    for (name, b1), (_, b2) in zip(a.named_buffers(), b.named_buffers()):
+        torch.testing.assert_close(b1, b2, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_encoder_training_step_equals_composed_modules(norm):
+    """The whole encoder (front end, branch norm + neuron, FFN LinearBN + neuron, fused
+    masked BatchNorms): outputs, every parameter's gradient and the running statistics of
+    two training steps equal the module-by-module computation (float64, padded batch)."""
+    fused, ref = _encoder_pair(branch_norm=norm)
     xs, lens = _batch()
     for step in range(2):
         y1, o1, _ = fused(xs, lens)
@@ -187,12 +201,7 @@ def test_encoder_training_step_equals_composed_modules(norm):
         g = torch.randn_like(y1)
         (y1 * g).sum().backward()
         (y2 * g).sum().backward()
-        for (name, p1), (_, p2) in zip(fused.named_parameters(), ref.named_parameters()):
-            scale = p2.grad.abs().max().clamp_min(1.0)
-            torch.testing.assert_close(p1.grad / scale, p2.grad / scale, rtol=1e-8, atol=1e-8,
-                                       msg=name)
-        for (name, b1), (_, b2) in zip(fused.named_buffers(), ref.named_buffers()):
-            torch.testing.assert_close(b1, b2, rtol=1e-9, atol=1e-12, msg=name)
+        _assert_same_grads_and_buffers(fused, ref)
     fused.eval()
     ref.eval()
     with torch.no_grad():
@@ -211,19 +220,9 @@ def test_rate_meter_keeps_the_fused_path_with_the_composed_gradient(lens):
     the fused kernels (the meter is no hook), and r, every parameter's gradient of
     (output . g + 3 r) and the running statistics equal the composed path's, where every
     neuron adds its straight-through counts itself (float64; padded and unpadded)."""
-    from espnet_iml.encoder import IMLSpikeformerEncoder
     from espnet_iml.rate import SpikeCountMeter
 
-    torch.manual_seed(0)
-    conf = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=2,
-                qkv_conv_kernel=3, dropout_rate=0.0, frontend_channels=6)
-    fused = IMLSpikeformerEncoder(80, **conf).double()
-    with torch.no_grad():
-        for m in fused.modules():
-            if isinstance(m, MaskedBatchNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    ref = copy.deepcopy(fused)
+    fused, ref = _encoder_pair()
     meters = SpikeCountMeter(fused), SpikeCountMeter(ref)
     assert fused.embed.fusable()
     xs, _ = _batch()
@@ -244,12 +243,7 @@ def test_rate_meter_keeps_the_fused_path_with_the_composed_gradient(lens):
     (y1, r1), (y2, r2) = outs
     torch.testing.assert_close(y1, y2, rtol=1e-9, atol=1e-9)
     assert 0.05 < r1.item() < 4 and r1.item() == pytest.approx(r2.item(), rel=1e-12)
-    for (name, p1), (_, p2) in zip(fused.named_parameters(), ref.named_parameters()):
-        scale = p2.grad.abs().max().clamp_min(1.0)
-        torch.testing.assert_close(p1.grad / scale, p2.grad / scale, rtol=1e-8, atol=1e-8,
-                                   msg=name)
-    for (name, b1), (_, b2) in zip(fused.named_buffers(), ref.named_buffers()):
-        torch.testing.assert_close(b1, b2, rtol=1e-9, atol=1e-12, msg=name)
+    _assert_same_grads_and_buffers(fused, ref)
     for meter in meters:
         meter.remove()
     assert all(n.meter is None for n in meters[0].neurons)
