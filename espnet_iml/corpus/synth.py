@@ -31,11 +31,11 @@ SAMPLE_RATE = 16000
 MIN_SECONDS = 0.3  # anything shorter means the synthesizer produced (almost) nothing
 ESPEAK_BASE_SPEED = 165  # espeak-ng's -s at rate 1.0
 # Speaking rate of English speakers relative to the synthesizers' defaults (OUR CALIBRATION).
-# At their defaults espeak-ng, flite and festival read 220-260 words a minute once the
+# At their defaults espeak-ng, flite and festival read 215-265 words a minute once the
 # silences are trimmed; with BPE pieces of ~4 per word that is ~15 tokens a second against
 # the encoder's 25 frames a second, too dense for CTC to learn in a short budget (Mandarin
 # espeak-ng reads ~3.4 characters a second). 0.7 puts clean speakers at LibriSpeech's pace,
-# about 150-190 words a minute.
+# about 130-190 words a minute.
 ENGLISH_RATE_SCALE = 0.7
 
 ENGLISH_VOICES = (
@@ -192,8 +192,8 @@ def make_speakers(
             bass, treble = rng.uniform(-4, 4), rng.uniform(-4, 4)
             reverb = rng.randint(10, 30) if rng.random() < 0.2 else 0
             band = None
-        speakers.append(Speaker(engine, voice, round(rate * rate_scale, 3), pitch, shift, round(bass, 1),
-                                round(treble, 1), reverb, band, hard))
+        speakers.append(Speaker(engine, voice, round(rate * rate_scale, 3), pitch, shift,
+                                round(bass, 1), round(treble, 1), reverb, band, hard))
     return speakers
 
 
