@@ -598,18 +598,24 @@ def test_score_bad_inputs(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------
 # results
 
-def test_results_table(tmp_path, capsys):
-    exp = tmp_path / "exp"
-    names = ("asr_train_asr_conformer_small_fbank_char_sp", "asr_train_asr_iml_small_fbank_char_sp")
-    for name, params, err in zip(names, ("1.23 M", "0.98 M"), (10.0, 12.5)):
+def _scored_exp(exp: Path, params: str, err: float, decodes=("decode_asr_model_valid.acc.ave",)):
+    """An experiment as stages 7-9 leave it: train.log, config.yaml and CER scores."""
+    for decode in decodes:
         for test_set, n in (("test", 8), ("dev", 5)):
-            d = exp / name / "decode_asr_model_valid.acc.ave" / test_set / "score_cer"
+            d = exp / decode / test_set / "score_cer"
             d.mkdir(parents=True)
             (d / "score.json").write_text(json.dumps(
                 {"n_snt": n, "n_ref": 10 * n, "corr": 90.0, "sub": 8.0, "del": 2.0,
                  "ins": err - 10.0, "err": err, "s_err": 50.0, "metric": "cer"}))
-        (exp / name / "train.log").write_text(f"Model summary:\n    Total Number of model parameters: {params}\n")
-        (exp / name / "config.yaml").write_text(f"config: conf/{name}.yaml\nother: 1\n")
+    (exp / "train.log").write_text(f"Model summary:\n    Total Number of model parameters: {params}\n")
+    (exp / "config.yaml").write_text(f"config: conf/{exp.name}.yaml\nother: 1\n")
+
+
+def test_results_table(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    names = ("asr_train_asr_conformer_small_fbank_char_sp", "asr_train_asr_iml_small_fbank_char_sp")
+    for name, params, err in zip(names, ("1.23 M", "0.98 M"), (10.0, 12.5)):
+        _scored_exp(exp / name, params, err)
     (exp / "asr_stats_fbank_char").mkdir()
     (exp / "asr_empty").mkdir()
     md = tmp_path / "RESULTS.md"
@@ -630,6 +636,24 @@ def test_results_table(tmp_path, capsys):
     assert "asr_empty: no score.json" in capsys.readouterr().out
     assert results.main(["--exp_dirs", str(exp / "asr_empty"), "--out", str(md)]) == 1
     assert "run espnet_iml.recipe.score (asr.sh stage 9) first" in capsys.readouterr().err
+
+
+def test_results_table_names_experiments_that_share_a_short_name_in_full(tmp_path):
+    # The same config trained with two token inventories shortens to one label
+    # (iml_small); the columns and the legend must then tell the experiments apart.
+    exp = tmp_path / "exp"
+    bpe60, bpe800 = "asr_train_asr_iml_small_fbank_bpe_unigram60_sp", "asr_train_asr_iml_small_fbank_bpe_bpe800_sp"
+    _scored_exp(exp / bpe60, "2.40 M", 10.0, decodes=("decode_a", "decode_b"))
+    _scored_exp(exp / bpe800, "2.73 M", 12.5)
+    md = tmp_path / "RESULTS.md"
+    assert results.main(["--exp_dirs", str(exp / bpe60), str(exp / bpe800), "--out", str(md)]) == 0
+    text = md.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| test set"))
+    labels = [f"{bpe60} [decode_a]", f"{bpe60} [decode_b]", bpe800]
+    assert header == "| test set | metric | #Snt | #Wrd | " + " | ".join(labels) + " |"
+    for label in labels:  # each column has its legend entry, under the same name
+        assert text.count(f"- **{label}**: ") == 1
+    assert f"- **{bpe800}**: {exp / bpe800}, 2.73 M parameters" in text
 
 
 # ---------------------------------------------------------------------------------------

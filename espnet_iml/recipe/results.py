@@ -96,9 +96,8 @@ def environment() -> List[str]:
 
 
 def make_markdown(exp_dirs: List[Path], title: str) -> Tuple[str, int]:
-    systems: List[Tuple[str, Path, str]] = []  # (label, exp, decode dir)
+    runs: List[Tuple[Path, str, int]] = []  # (exp, decode dir, number of decodings of exp)
     scores: Dict[Tuple[str, str, int], Dict[str, object]] = {}  # (test set, metric, system)
-    legend: List[str] = []
     for exp in exp_dirs:
         if exp.name.startswith("asr_stats"):
             continue
@@ -107,21 +106,26 @@ def make_markdown(exp_dirs: List[Path], title: str) -> Tuple[str, int]:
             log(TOOL, f"{exp}: no score.json under {exp}/*/*/score_*/; skipped")
             continue
         decodes = sorted({str(r["decode"]) for r in found})
-        params, cfg = model_params(exp), train_config(exp)
         for decode in decodes:
-            label = short_name(exp.name) + (f" [{decode}]" if len(decodes) > 1 else "")
-            systems.append((label, exp, decode))
-            legend.append(f"- **{label}**: {exp}, {params} parameters, training config "
-                          f"{cfg or '(not recorded)'}, decoded in {decode}")
+            runs.append((exp, decode, len(decodes)))
             for r in found:
                 if r["decode"] == decode:
-                    scores[(str(r["test set"]), str(r["metric"]), len(systems) - 1)] = r
-    if not systems:
+                    scores[(str(r["test set"]), str(r["metric"]), len(runs) - 1)] = r
+    if not runs:
         dirs = " ".join(str(d) for d in exp_dirs)
         raise RecipeError(f"no scores found in {dirs} (expected <exp>/<decode>/<test set>/score_{{cer,wer}}/"
                           f"score.json): run {PRODUCERS['score']} first")
-    if len({label for label, _, _ in systems}) < len(systems):  # two configs with one name
-        systems = [(f"{exp.name} [{decode}]", exp, decode) for _, exp, decode in systems]
+    # Short labels only when they tell the experiments apart: the same config trained with
+    # other tokens (bpe60 vs bpe800) shortens to one name, so then every column is named by
+    # its full experiment directory.
+    exps = {exp for exp, _, _ in runs}
+    unique = len({short_name(exp.name) for exp in exps}) == len(exps)
+    labels = [(short_name(exp.name) if unique else exp.name) + (f" [{decode}]" if n > 1 else "")
+              for exp, decode, n in runs]
+    systems = list(zip(labels, (exp for exp, _, _ in runs), (decode for _, decode, _ in runs)))
+    legend = [f"- **{label}**: {exp}, {model_params(exp)} parameters, training config "
+              f"{train_config(exp) or '(not recorded)'}, decoded in {decode}"
+              for label, exp, decode in systems]
     rows = sorted({(t, m) for t, m, _ in scores}, key=lambda tm: (tm[1], tm[0]))
     out = [f"# {title}", "", "## Results", "", *legend, "",
            "| test set | metric | #Snt | #Wrd | " + " | ".join(label for label, _, _ in systems) + " |",
