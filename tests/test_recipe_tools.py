@@ -645,11 +645,14 @@ def test_results_table_names_experiments_that_share_a_short_name_in_full(tmp_pat
     bpe60, bpe800 = "asr_train_asr_iml_small_fbank_bpe_unigram60_sp", "asr_train_asr_iml_small_fbank_bpe_bpe800_sp"
     _scored_exp(exp / bpe60, "2.40 M", 10.0, decodes=("decode_a", "decode_b"))
     _scored_exp(exp / bpe800, "2.73 M", 12.5)
+    other = "asr_train_asr_conformer_small_fbank_bpe_unigram60_sp"  # its short name is its own
+    _scored_exp(exp / other, "2.56 M", 20.0)
     md = tmp_path / "RESULTS.md"
-    assert results.main(["--exp_dirs", str(exp / bpe60), str(exp / bpe800), "--out", str(md)]) == 0
+    assert results.main(["--exp_dirs", str(exp / bpe60), str(exp / bpe800), str(exp / other),
+                         "--out", str(md)]) == 0
     text = md.read_text()
     header = next(line for line in text.splitlines() if line.startswith("| test set"))
-    labels = [f"{bpe60} [decode_a]", f"{bpe60} [decode_b]", bpe800]
+    labels = [f"{bpe60} [decode_a]", f"{bpe60} [decode_b]", bpe800, "conformer_small"]
     assert header == "| test set | metric | #Snt | #Wrd | " + " | ".join(labels) + " |"
     for label in labels:  # each column has its legend entry, under the same name
         assert text.count(f"- **{label}**: ") == 1

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -115,13 +116,11 @@ def make_markdown(exp_dirs: List[Path], title: str) -> Tuple[str, int]:
         dirs = " ".join(str(d) for d in exp_dirs)
         raise RecipeError(f"no scores found in {dirs} (expected <exp>/<decode>/<test set>/score_{{cer,wer}}/"
                           f"score.json): run {PRODUCERS['score']} first")
-    # Short labels only when they tell the experiments apart: the same config trained with
-    # other tokens (bpe60 vs bpe800) shortens to one name, so then every column is named by
-    # its full experiment directory.
-    exps = {exp for exp, _, _ in runs}
-    unique = len({short_name(exp.name) for exp in exps}) == len(exps)
-    labels = [(short_name(exp.name) if unique else exp.name) + (f" [{decode}]" if n > 1 else "")
-              for exp, decode, n in runs]
+    # A short label only where it names one experiment: the same config trained with other
+    # tokens (bpe60 vs bpe800) shortens to one name, so those columns keep the full directory.
+    shorts = Counter(short_name(exp.name) for exp in {exp for exp, _, _ in runs})
+    labels = [(short_name(exp.name) if shorts[short_name(exp.name)] == 1 else exp.name)
+              + (f" [{decode}]" if n > 1 else "") for exp, decode, n in runs]
     systems = list(zip(labels, (exp for exp, _, _ in runs), (decode for _, decode, _ in runs)))
     legend = [f"- **{label}**: {exp}, {model_params(exp)} parameters, training config "
               f"{train_config(exp) or '(not recorded)'}, decoded in {decode}"
