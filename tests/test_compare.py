@@ -19,6 +19,7 @@ from espnet_iml.bin import compare as compare_cli
 from espnet_iml.compare.collect import (collect_run, decoding_time, model_parameters,
                                         training_seconds)
 from espnet_iml.compare.report import markdown, summarize
+from espnet_iml.recipe.common import RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["iml_spikeformer", "conformer", "transformer"]
@@ -150,6 +151,26 @@ def test_collect_run(tree):
     assert base.energy_ratio is None and base.spike_count is None
     unfinished = collect_run("transformer", 1, tree[("transformer", 1)])
     assert unfinished.errors == {} and unfinished.rtf is None
+
+
+def test_collect_run_reports_the_named_decoding(tree):
+    exp = tree[("iml_spikeformer", 1)]
+    # A later probe decoding of dev only (stage 8-9 with another --inference_tag): the newest.
+    probe = exp / "dev_probe" / "dev" / "score_wer"
+    probe.mkdir(parents=True)
+    (probe / "score.json").write_text(json.dumps({"err": 55.0, "metric": "wer", "n_snt": 3}))
+    assert collect_run("iml_spikeformer", 1, exp).errors == {("dev", "WER"): 55.0}
+    named = collect_run("iml_spikeformer", 1, exp, decode="decode_asr_asr_model_valid.acc.ave")
+    assert named.errors == {("test_clean", "WER"): 14.0, ("test_other", "WER"): 30.0}
+    assert named.energy_ratio == 6.0
+    with pytest.raises(RecipeError, match="no scored decoding named decode_typo; scored ones: "
+                                          "dev_probe decode_asr_asr_model_valid.acc.ave"):
+        collect_run("iml_spikeformer", 1, exp, decode="decode_typo")
+    # The same through the command line, for every run.
+    out = exp.parent / "report"
+    assert compare_cli.main(["report", "--run", "iml_spikeformer", "1", str(exp), "--out_dir", str(out),
+                         "--decode", "decode_asr_asr_model_valid.acc.ave"]) == 0
+    assert "dev_probe" not in (out / "compare.md").read_text()
 
 
 def test_table_means_spreads_ratios(tree):

@@ -52,6 +52,9 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--out_dir", type=Path, required=True)
     r.add_argument("--reference", default="conformer", help="model the error ratios refer to")
     r.add_argument("--title", default="Model comparison")
+    r.add_argument("--decode", default=None,
+                   help="decoding directory to report in every run (default: each run's newest "
+                        "scored one), e.g. decode_asr_small_asr_model_valid.acc.ave")
     r.add_argument("--tiny", action="store_true",
                    help="say in the report that tiny runs only check the plumbing")
     c = sub.add_parser("curve", help="learning curves (validation metrics against updates)")
@@ -110,7 +113,7 @@ def report(a: argparse.Namespace) -> int:
             raise RecipeError(f"--run {model} {seed} {exp}: the seed must be a number")
         if not Path(exp).is_dir():
             log(TOOL, f"warning: {exp} does not exist (not trained yet?); left out")
-        runs.append(collect_run(model, int(seed), Path(exp)))
+        runs.append(collect_run(model, int(seed), Path(exp), a.decode))
         if model not in models:
             models.append(model)
     if not any(r.errors for r in runs):

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet_iml.recipe.common import RecipeError
 from espnet_iml.recipe.fbank import FRAME_SHIFT_MS
 
 Key = Tuple[str, str]  # (test set, metric: "WER" or "CER")
@@ -157,8 +158,13 @@ def decode_dirs(exp: Path) -> List[Path]:
                   reverse=True)
 
 
-def collect_run(model: str, seed: int, exp: Path) -> Run:
-    """Everything measured for one experiment; a run without scores has ``errors`` empty."""
+def collect_run(model: str, seed: int, exp: Path, decode: Optional[str] = None) -> Run:
+    """Everything measured for one experiment; a run without scores has ``errors`` empty.
+
+    ``decode`` names the decoding directory to report; by default the newest one, as stages
+    8-9 last wrote it (a later probe decoding, e.g. of dev only, would then win: name the
+    one you mean).
+    """
     run = Run(model=model, seed=seed, exp=exp)
     log_path = exp / "train.log"
     if log_path.is_file():
@@ -166,8 +172,13 @@ def collect_run(model: str, seed: int, exp: Path) -> Run:
         run.params = model_parameters(text)
         run.train_seconds, run.epochs = training_seconds(text)
     dirs = decode_dirs(exp)
+    if decode is not None and dirs:
+        chosen = [d for d in dirs if d.name == decode]
+        if not chosen:
+            raise RecipeError(f"{exp}: no scored decoding named {decode}; scored ones: "
+                              + " ".join(d.name for d in dirs))
+        dirs = chosen
     if dirs:
-        # Several decodings (other decoding configs): the newest one, as stage 8-9 last wrote.
         d = dirs[0]
         run.decode = d.name
         run.errors = error_rates(d)
