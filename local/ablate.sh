@@ -21,7 +21,8 @@
 #      ./run.sh --compare in the same --workdir), parameter counts, then every seed of every
 #      baseline and ablation trained, decoded and scored (runs compare_<model>_seed<N>,
 #      shared with ./run.sh --compare: finished ones are skipped)
-#   3  the table: .../ablate/ablate.md, ablate.json, ablate.png
+#   3  the table: .../ablate/ablate.md, ablate.json, ablate.png, and ablate_energy.png (error
+#      against the encoder energy ratio) when a run has energy numbers
 #      (python -m espnet_iml.bin.ablate report)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."

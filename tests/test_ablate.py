@@ -8,6 +8,7 @@ tiny generated corpus, two ablations and two baselines, one seed.
 """
 
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from espnet_iml.bin import ablate as ablate_cli
 from espnet_iml.compare.ablation_table import ablation_table, markdown_table, primary_metric
 from espnet_iml.compare.ablations import DEFAULT, FIXED, ablation, derive, merge
 from espnet_iml.compare.collect import collect_run
+from espnet_iml.compare.report import energy_points, plot_energy
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "conf" / "train_asr_iml_spikeformer_small.yaml"
@@ -236,6 +238,21 @@ def test_primary_metric():
     assert primary_metric([]) is None
 
 
+def test_energy_points_pair_each_rows_mean_error_with_its_mean_energy(tree):
+    runs = [collect_run(m, s, e) for m, s, e in tree]
+    models = ["iml_spikeformer", "d1", "lif4", "conformer"]
+    t = ablation_table(runs, models, [ablation("d1"), ablation("lif4")])
+    # iml: energy 5, 6 -> 5.5 ± 0.71, test_clean WER 10, 14 -> 12 ± 2.83; d1: energy 8, 10 ->
+    # 9 ± 1.41, WER 15, 21 -> 18 ± 4.24. LIF and the Conformer have no energy: no point.
+    points = energy_points(t.vs_reference, ("test_clean", "WER"))
+    assert [p[0] for p in points] == ["iml_spikeformer", "d1"]
+    assert points[0][1:] == pytest.approx((5.5, math.sqrt(0.5), 12.0, math.sqrt(8.0)))
+    assert points[1][1:] == pytest.approx((9.0, math.sqrt(2.0), 18.0, math.sqrt(18.0)))
+    only_baselines = ablation_table([r for r in runs if r.model == "conformer"], ["conformer"], [])
+    assert plot_energy(only_baselines.vs_reference, ("test_clean", "WER"),
+                       Path("/nonexistent/x.png"), "t") is None
+
+
 def test_cli_report_writes_table_json_plot(tree, tmp_path, capsys):
     args = ["report", "--out_dir", str(tmp_path / "out")]
     for m, s, exp in tree:
@@ -253,6 +270,8 @@ def test_cli_report_writes_table_json_plot(tree, tmp_path, capsys):
     assert d1["errors"]["test_clean CER"]["mean"] == pytest.approx(9.0)
     assert data["metric"] == "WER" and data["comparison"]["reference"] == "conformer"
     assert (out / "ablate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "ablate_energy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "ablate_energy.png" in capsys.readouterr().out  # the log line names it
     empty = tmp_path / "empty"
     empty.mkdir()
     assert ablate_cli.main(["report", "--run", "d1", "0", str(empty),

@@ -121,7 +121,7 @@ def report(a: argparse.Namespace) -> int:
     from espnet_iml.compare.ablation_table import ablation_table, markdown_table, table_json
     from espnet_iml.compare.ablations import ablation
     from espnet_iml.compare.collect import collect_run
-    from espnet_iml.compare.report import plot
+    from espnet_iml.compare.report import plot, plot_energy
 
     runs, names = [], []
     for model, seed, exp in a.run:
@@ -148,8 +148,12 @@ def report(a: argparse.Namespace) -> int:
     (a.out_dir / "ablate.md").write_text(text, encoding="utf-8")
     (a.out_dir / "ablate.json").write_text(table_json(table), encoding="utf-8")
     plot(table.vs_reference, a.out_dir / "ablate.png", a.title)
+    wrote = "ablate.md, ablate.json, ablate.png"
+    if table.keys and plot_energy(table.vs_reference, table.keys[0], a.out_dir / "ablate_energy.png",
+                                  a.title):
+        wrote += ", ablate_energy.png"
     print(text)
-    log(TOOL, f"wrote {a.out_dir}/ablate.md, ablate.json, ablate.png")
+    log(TOOL, f"wrote {a.out_dir}/{wrote}")
     return 0
 
 

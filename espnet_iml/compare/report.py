@@ -321,6 +321,40 @@ def plot(s: Summary, path: Path, title: str) -> Path:
     return save_figure(fig, path, f"{title}\nbars: mean over seeds, whiskers: ± std, dots: seeds")
 
 
+def energy_points(s: Summary, key: Key) -> List[Tuple[str, float, float, float, float]]:
+    """(model, mean energy ratio, its std, mean error on ``key``, its std) of every row that
+    has both: the spiking model and its ablations; baselines and LIF rows have no energy."""
+    points = []
+    for row in s.rows:
+        err = row.errors.get(key)
+        if row.energy_ratio.values and err is not None and err.values:
+            points.append((row.model, row.energy_ratio.mean, row.energy_ratio.std or 0.0,
+                           err.mean, err.std or 0.0))
+    return points
+
+
+def plot_energy(s: Summary, key: Key, path: Path, title: str) -> Optional[Path]:
+    """The accuracy/energy trade-off: each row's mean error on ``key`` against its mean
+    encoder energy ratio, whiskers of ± std over seeds. None (nothing written) without a
+    row that has both."""
+    points = energy_points(s, key)
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    for model, x, xs, y, ys in points:
+        ax.errorbar([x], [y], xerr=[xs], yerr=[ys], fmt="o", capsize=3, label=model)
+    ax.set_xlabel("encoder energy ANN/SNN (higher: cheaper)")
+    ax.set_ylabel(f"{key[0]} {key[1]} % (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path, f"{title}\nerror against energy: mean over seeds, whiskers: ± std")
+
+
 def save_figure(fig, path: Path, title: str) -> Path:
     """Title, lay out, write ``path`` (its folder made if needed) and free the figure."""
     import matplotlib.pyplot as plt
