@@ -16,10 +16,10 @@ way to fire less. For LIF spikes: the neuron's own sigmoid surrogate.
 How the spikes reach the meter: an IMLS neuron carries a reference to its meter
 (``IMLSNeuron.meter``) instead of a forward hook, because a hook turns the fused kernels of
 espnet_iml.fused off (they compute norm and neuron in one function and would bypass it),
-which made an encoder training step 1.29x as costly instead of 1.10x. The neuron's own forward adds its
-counts (``add_imls``, from the S and theta it has just computed), and the fused kernels add a
-spike sum whose backward carries the same gradient (``add``). A multi-step LIF neuron is
-measured through a forward hook (it has no fused path).
+which made an encoder training step 1.29x as costly instead of 1.10x. The neuron's own
+forward adds its counts (``add_imls``, from the S and theta it has just computed), and the
+fused kernels add a spike sum whose backward carries the same gradient (``add``). A
+multi-step LIF neuron is measured through a forward hook (it has no fused path).
 """
 
 from typing import List, Optional, Union

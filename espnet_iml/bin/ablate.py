@@ -120,18 +120,10 @@ def configs(a: argparse.Namespace) -> int:
 def report(a: argparse.Namespace) -> int:
     from espnet_iml.compare.ablation_table import ablation_table, markdown_table, table_json
     from espnet_iml.compare.ablations import ablation
-    from espnet_iml.compare.collect import collect_run
+    from espnet_iml.compare.collect import collect_runs
     from espnet_iml.compare.report import plot, plot_energy
 
-    runs, names = [], []
-    for model, seed, exp in a.run:
-        if not seed.isdigit():
-            raise RecipeError(f"--run {model} {seed} {exp}: the seed must be a number")
-        if not Path(exp).is_dir():
-            log(TOOL, f"warning: {exp} does not exist (not trained yet?); left out")
-        runs.append(collect_run(model, int(seed), Path(exp)))
-        if model not in names:
-            names.append(model)
+    runs, names = collect_runs(a.run, tool=TOOL)
     abls = []
     for n in names:
         with contextlib.suppress(ValueError):

@@ -104,18 +104,10 @@ def sizes(a: argparse.Namespace) -> int:
 
 
 def report(a: argparse.Namespace) -> int:
-    from espnet_iml.compare.collect import collect_run
+    from espnet_iml.compare.collect import collect_runs
     from espnet_iml.compare.report import markdown, plot, summarize, to_json
 
-    runs, models = [], []
-    for model, seed, exp in a.run:
-        if not seed.isdigit():
-            raise RecipeError(f"--run {model} {seed} {exp}: the seed must be a number")
-        if not Path(exp).is_dir():
-            log(TOOL, f"warning: {exp} does not exist (not trained yet?); left out")
-        runs.append(collect_run(model, int(seed), Path(exp), a.decode))
-        if model not in models:
-            models.append(model)
+    runs, models = collect_runs(a.run, a.decode, TOOL)
     if not any(r.errors for r in runs):
         raise RecipeError("no run has scores (<exp>/<decode>/<test set>/score_*/score.json): "
                           "train, decode and score first (asr.sh stages 7-9)")

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_iml.recipe.common import RecipeError
+from espnet_iml.recipe.common import RecipeError, log
 from espnet_iml.recipe.fbank import FRAME_SHIFT_MS
 
 Key = Tuple[str, str]  # (test set, metric: "WER" or "CER")
@@ -185,3 +185,19 @@ def collect_run(model: str, seed: int, exp: Path, decode: Optional[str] = None) 
         run.decode_seconds, run.audio_seconds = decoding_time(d / "logdir")
         run.energy_ratio, run.spike_count = energy_numbers(d)
     return run
+
+
+def collect_runs(triples, decode: Optional[str] = None, tool: str = "compare"
+                 ) -> Tuple[List[Run], List[str]]:
+    """The runs of ``--run MODEL SEED EXP_DIR`` triples, and the models in first-seen order.
+    A missing experiment is warned about and left without scores."""
+    runs, models = [], []
+    for model, seed, exp in triples:
+        if not seed.isdigit():
+            raise RecipeError(f"--run {model} {seed} {exp}: the seed must be a number")
+        if not Path(exp).is_dir():
+            log(tool, f"warning: {exp} does not exist (not trained yet?); left out")
+        runs.append(collect_run(model, int(seed), Path(exp), decode))
+        if model not in models:
+            models.append(model)
+    return runs, models

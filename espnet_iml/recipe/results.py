@@ -119,9 +119,8 @@ def make_markdown(exp_dirs: List[Path], title: str) -> Tuple[str, int]:
     # A short label only where it names one experiment: the same config trained with other
     # tokens (bpe60 vs bpe800) shortens to one name, so those columns keep the full directory.
     shorts = Counter(short_name(exp.name) for exp in {exp for exp, _, _ in runs})
-    labels = [(short_name(exp.name) if shorts[short_name(exp.name)] == 1 else exp.name)
-              + (f" [{decode}]" if n > 1 else "") for exp, decode, n in runs]
-    systems = list(zip(labels, (exp for exp, _, _ in runs), (decode for _, decode, _ in runs)))
+    systems = [((short_name(exp.name) if shorts[short_name(exp.name)] == 1 else exp.name)
+                + (f" [{decode}]" if n > 1 else ""), exp, decode) for exp, decode, n in runs]
     legend = [f"- **{label}**: {exp}, {model_params(exp)} parameters, training config "
               f"{train_config(exp) or '(not recorded)'}, decoded in {decode}"
               for label, exp, decode in systems]
