@@ -15,7 +15,10 @@
 #      --asr_tag compare_<model>_seed<N> and --asr_args "--seed N"; the energy stage for the
 #      spiking model only, not for neuron: lif). Finished runs (compare.done in the
 #      experiment) are skipped, an interrupted training resumes from its checkpoint.pth:
-#      re-run the same command.
+#      re-run the same command. Each run records what it was trained with (compare.recipe:
+#      the config's checksum and the options); a run recorded with another config or other
+#      options stops the comparison before any training, so that one table never mixes
+#      recipes silently.
 #   4  report: <workdir>/exp/<recipe>_<size>/compare/compare.md (the table), compare.json,
 #      compare.png (python -m espnet_iml.bin.compare); with --report_dir DIR in DIR, where
 #      the parameter counts of stage 2 (sizes.txt) go too
@@ -190,10 +193,39 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     fi
 fi
 
+# What a run's result depends on besides its seed: the config's content and the options.
+# Lines starting with # are for people and are not compared.
+recipe_of() {  # MODEL
+    local cfg
+    cfg=$(config_of "$1")
+    echo "# config: ${cfg}"
+    echo "config sha256: $(sha256sum <"${cfg}" | cut -d' ' -f1)"
+    echo "asr_args: ${asr_args}"
+    echo "options: ${args[*]}"
+}
+
 # 3. Every seed of every model (seeds outside, so that an interrupted comparison already has
 # one seed of each model).
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     need_data
+    # Before any training: every existing run must have been made with today's recipe.
+    _stale=
+    for seed in ${seeds}; do
+        for m in ${models}; do
+            exp=${expdir}/asr_compare_${m}_seed${seed}
+            if [ -f "${exp}/compare.recipe" ]; then
+                if ! _diff=$(diff <(grep -v '^#' "${exp}/compare.recipe") <(recipe_of "${m}" | grep -v '^#')); then
+                    _stale+=$'\n'"  ${exp} (recorded < > now):"$'\n'"$(echo "${_diff}" | grep '^[<>]' | sed 's/^/    /')"
+                fi
+            elif [ -f "${exp}/compare.done" ]; then
+                echo "[compare] stage 3: ${m} seed ${seed}: made before runs recorded their recipe; not checked (${exp})"
+            fi
+        done
+    done
+    if [ -n "${_stale}" ]; then
+        die "these runs were made with another config or other options than this command's:${_stale}
+Nothing was trained. To redo them with the current recipe, move or remove them (e.g. rm -r DIR); to keep them, run with the options they were made with, or put the new runs under another --workdir."
+    fi
     for seed in ${seeds}; do
         for m in ${models}; do
             tag=compare_${m}_seed${seed}
@@ -211,6 +243,8 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
                 _opts=(--energy false)
             fi
             echo "[compare] stage 3: ${m} seed ${seed}: training and decoding -> ${exp} (log: ${cmp_dir}/logs/${tag}.log)"
+            mkdir -p "${exp}"
+            recipe_of "${m}" >"${exp}/compare.recipe"
             if ! ./run.sh --recipe "${recipe}" --size "${size}" --model "${m}" --workdir "${workdir}" \
                 --asr_config "${_cfg}" --stage 7 --asr_tag "${tag}" --asr_args "--seed ${seed} ${asr_args}" \
                 "${args[@]}" "${_opts[@]}" 2>&1 | tee -a "${cmp_dir}/logs/${tag}.log"; then

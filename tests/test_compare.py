@@ -309,6 +309,31 @@ def test_compare_rerun_skips_finished_runs(compared):
     assert (exp / "compare" / "compare.md").is_file()
 
 
+def test_compare_refuses_runs_made_with_another_recipe(compared, tmp_path):
+    # A changed config or changed training options must not be mixed silently with the
+    # finished runs of the old recipe: the comparison stops before training anything.
+    work, _ = compared
+    exp = work / "exp" / "librispeech_tiny"
+    logs = sorted(exp.glob("asr_compare_*/train.log"))
+    before = {p: p.stat().st_mtime_ns for p in logs}
+    proc = compare_sh([*E2E, "--workdir", str(work), "--asr_args", "--max_epoch 3"], ok=False)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "another config or other options" in proc.stderr
+    assert proc.stderr.count("> asr_args: --max_epoch 3") == 4
+    assert "Stage 7:" not in proc.stdout
+    # The config's content counts, not its name: an edited copy flags that model's runs only.
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    src = ROOT / "egs2" / "librispeech" / "asr1" / "conf" / "tuning" / "train_asr_conformer_tiny.yaml"
+    (conf / src.name).write_text(src.read_text() + "# edited\n")
+    proc = compare_sh([*E2E, "--workdir", str(work), "--conf_dir", str(conf)], ok=False)
+    assert proc.returncode == 2
+    assert "asr_compare_conformer_seed0" in proc.stderr and "asr_compare_conformer_seed1" in proc.stderr
+    assert "asr_compare_iml_spikeformer" not in proc.stderr
+    assert proc.stderr.count("config sha256") == 4   # recorded and now, for each of the 2 runs
+    assert {p: p.stat().st_mtime_ns for p in logs} == before
+
+
 def test_bad_model_lists_valid_ones_and_starts_nothing(tmp_path):
     work = tmp_path / "work"
     proc = compare_sh(["--size", "tiny", "--models", "iml_spikeformer nosuchmodel",
