@@ -74,6 +74,9 @@ The small end-to-end recipe: a generated corpus -> features -> model -> scores.
 Stages (egs2/TEMPLATE/asr1/asr.sh): 1 data prep  2 speed perturbation  3 format audio
   4 fbank  5 token list  6 ESPnet statistics  7 training  8 decoding  9 scoring
   10 results table  11 energy report
+LibriSpeech-style runs also train an LSTM LM on the corpus's LM text in stages 6-7 (once;
+later runs reuse it) and fuse it in decoding (conf/decode_asr_small_lm.yaml);
+--use_lm false decodes without it.
 Common options:
   --stage N --stop_stage M   run stages N..M only, e.g. --stage 8 to decode again
   --asr_args "..."           extra training options, e.g. "--max_epoch 5"
@@ -82,6 +85,7 @@ Common options:
   --nj N --inference_nj N    parallel data and decoding jobs (default here: all cores)
   --ngpu N                   GPUs for training (default here: 0)
   --energy false             skip the energy report (stage 11)
+  --use_lm false             no LM (LibriSpeech-style; AiShell-style runs have none)
 Every other option: egs2/TEMPLATE/asr1/asr.sh --help
 
 Outputs go to data/<recipe>_<size>, dump/<recipe>_<size> and exp/<recipe>_<size> (under
@@ -177,6 +181,20 @@ else
     tokens=(--token_type char)
 fi
 work=${recipe}_${size}
+lm=()
+if [ "${recipe}" = librispeech ]; then
+    # An LSTM LM on the corpus's LM text (librispeech-lm-norm.txt.gz, prepared by stage 1) and
+    # the training transcripts, fused into the beam search, as ESPnet's LibriSpeech recipe
+    # does with its own LM (--use_lm false: none).
+    if [ "${size}" = tiny ]; then
+        lm_config=egs2/librispeech/asr1/conf/tuning/train_lm_tiny.yaml
+    else
+        lm_config=conf/train_lm_small.yaml
+    fi
+    lm_text="${work_root}data/${work}/train_960/text ${work_root}data/${work}/local/other_text/text"
+    lm=(--use_lm true --lm_config "${lm_config}" --lm_train_text "${lm_text}")
+    [ "${size}" = tiny ] || inference_config=conf/decode_asr_small_lm.yaml
+fi
 expdir=${work_root}exp/${work}
 nj=$(nproc)
 
@@ -205,6 +223,7 @@ egs2/TEMPLATE/asr1/asr.sh \
     --speed_perturb_factors "0.9 1.0 1.1" \
     "${tokens[@]}" \
     "${sets[@]}" \
+    "${lm[@]}" \
     --asr_config "${asr_config}" \
     --inference_config "${inference_config}" \
     "${args[@]}"

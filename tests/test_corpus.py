@@ -3,6 +3,7 @@
 Tiny corpora are generated once per module through the CLI (a few seconds on 2 cores).
 """
 
+import gzip
 import hashlib
 import json
 import os
@@ -164,6 +165,37 @@ def test_librispeech_layout(out):
                 assert re.fullmatch(r"\d+-\d+-\d{4}( [A-Z]+){3,12}", line), line
                 assert all(w.lower() in vocabulary for w in line.split()[1:])
     assert tuple(totals[s] for s in librispeech.SPLITS) == LIBRI_COUNTS
+
+
+def test_librispeech_lm_text(out):
+    """The LM text beside LibriSpeech/: grammar sentences in the transcripts' form, none of
+    them a dev or test transcript, one per line, in a gzip without a timestamp."""
+    raw = (out / librispeech.LM_TEXT).read_bytes()
+    assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0"  # gzip, mtime 0
+    lines = gzip.decompress(raw).decode("utf-8").splitlines()
+    n = librispeech.LM_SENTENCES_PER_TRAIN_UTT * LIBRI_COUNTS[0]
+    held_out = {line.split(" ", 1)[1] for path in (out / "LibriSpeech").rglob("*.trans.txt")
+                if not path.parts[-4].startswith("train") for line in path.read_text().splitlines()}
+    assert n - len(held_out) * 10 < len(lines) <= n
+    assert not held_out & set(lines)
+    vocabulary = set(text.english_vocabulary())
+    for line in lines:
+        words = line.split(" ")
+        assert 3 <= len(words) <= text.MAX_WORDS and line == line.upper(), line
+        assert all(w.lower() in vocabulary for w in words), line
+
+
+def test_lm_text_leaves_out_held_out_sentences(tmp_path):
+    """Sentences the stream would produce are dropped when held out, every time they come."""
+    path = tmp_path / "lm.txt.gz"
+    librispeech.write_lm_text(path, 3, 400, set())
+    every = gzip.decompress(path.read_bytes()).decode().splitlines()
+    assert len(every) == 400
+    held_out = set(every[:25])
+    kept = librispeech.write_lm_text(path, 3, 400, held_out)
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    assert kept == len(lines) == sum(line not in held_out for line in every)
+    assert lines == [line for line in every if line not in held_out]
 
 
 def test_librispeech_speakers(out):

@@ -10,6 +10,7 @@ Cost is dominated by ESPnet processes (about 10 s each to import): statistics (2
 training, decoding (2 jobs for all test sets together), per recipe.
 """
 
+import gzip
 import json
 import os
 import re
@@ -27,7 +28,7 @@ RECIPE_FILES = ("run.sh", "db.sh", "path.sh", "conf", "local")
 TINY = {
     "aishell": ["--asr_config", "conf/tuning/train_asr_iml_spikeformer_tiny.yaml"],
     "librispeech": ["--asr_config", "conf/tuning/train_asr_iml_spikeformer_tiny.yaml",
-                    "--nbpe", "40"],
+                    "--nbpe", "40", "--lm_config", "conf/tuning/train_lm_tiny.yaml"],
 }
 # One torch thread for training: on a busy 2-core machine two threads are several times slower.
 COMMON = ["--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--train_threads", "1",
@@ -160,7 +161,7 @@ def check_recipe(d: Path, recipe: str, stdout: str, token: str, unit: str, train
     n_test = sum(len(kv(d / "dump" / "fbank" / s / "feats.scp")) for s in TEST_SETS[recipe])
     assert f"decoded {n_test}/{n_test} utterances" in stdout
     # Stages 8-9: hypotheses for every utterance of every test set; scores with numbers.
-    decode = next(exp.glob("decode_asr_tiny_asr_model_valid.acc.ave"))
+    decode = next(exp.glob("decode_asr_tiny*_asr_model_valid.acc.ave"))
     for s in TEST_SETS[recipe]:
         hyp = kv(decode / s / "text")
         assert set(hyp) == set(kv(d / "dump" / "fbank" / s / "text")), s
@@ -203,6 +204,27 @@ def test_librispeech_end_to_end_with_resume(librispeech):
     assert re.search(r"epoch 1/1: train loss", first.stdout)  # --max_epoch 1 of the first call
     assert "The training was resumed using" in log
     assert "training resumes from" in second.stdout
+
+
+def test_librispeech_language_model(librispeech, corpora):
+    """--use_lm true (the recipe's default): stage 1 prepares the corpus's LM text, stage 6
+    joins it with the training text, stage 7 trains the LM once, stage 8 fuses it."""
+    d, _, first, second = librispeech
+    with gzip.open(corpora["librispeech"] / "librispeech-lm-norm.txt.gz", "rt") as f:
+        corpus_lines = f.read().splitlines()
+    other = (d / "data" / "local" / "other_text" / "text").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in other] == corpus_lines
+    assert len({line.split(" ", 1)[0] for line in other}) == len(other)
+    joined = (d / "exp" / "lm_stats_bpe_unigram40" / "lm_train.txt").read_text().splitlines()
+    train = (d / "data" / "train_960" / "text").read_text().splitlines()
+    assert joined == train + other
+    lm = d / "exp" / "lm_train_lm_tiny_bpe_unigram40"
+    assert (lm / "valid.loss.ave.pth").is_file() and (lm / "lm.done").is_file()
+    assert "training the LM" in first.stdout
+    assert "already trained with this config and text: skipped" in second.stdout
+    decode = exp_dir(d) / "decode_asr_tiny_lm_lm_train_lm_tiny_bpe_unigram40_valid.loss.ave_asr_model_valid.acc.ave"
+    for n in (1, 2):  # the beam search was built with the LM as a scorer
+        assert "(lm): SequentialRNNLM" in (decode / "logdir" / f"asr_inference.{n}.log").read_text()
 
 
 def test_rerun_finished_stages(aishell):

@@ -21,7 +21,7 @@ from espnet_iml.corpus import aishell, librispeech, synth
 
 CORPORA = {"aishell": aishell, "librispeech": librispeech}
 # Bump when the output of the same parameters changes, so old corpora are not reused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class CorpusError(RuntimeError):
@@ -52,8 +52,11 @@ def _params(corpus: str, seed: int, counts: Tuple[int, int, int]) -> Dict[str, o
 
 
 def _remove_output(out: Path, corpus: str) -> None:
-    for name in CORPORA[corpus].TOP_DIRS:
-        shutil.rmtree(out / name, ignore_errors=True)
+    for name in CORPORA[corpus].OUTPUTS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name, ignore_errors=True)
+        else:
+            (out / name).unlink(missing_ok=True)
     for marker in (out / f".done-{corpus}", out / f".partial-{corpus}"):
         marker.unlink(missing_ok=True)
 
@@ -64,7 +67,7 @@ def _prepare(out: Path, corpus: str, params: Dict[str, object], force: bool) -> 
     if done.exists():
         old = json.loads(done.read_text())
         if old == params:
-            if all((out / n).exists() for n in CORPORA[corpus].TOP_DIRS):
+            if all((out / n).exists() for n in CORPORA[corpus].OUTPUTS):
                 return False
             _remove_output(out, corpus)  # someone deleted it since: make it again
             return True

@@ -26,6 +26,7 @@ SPLITS = ("train", "dev", "test")
 SIZES: Dict[str, Tuple[int, int, int]] = {"tiny": (48, 8, 8), "small": (3000, 150, 150)}
 TRANSCRIPT = "data_aishell/transcript/aishell_transcript_v0.8.txt"
 TOP_DIRS = ("data_aishell", "resource_aishell")
+OUTPUTS = TOP_DIRS  # everything generate() writes, for removal
 VOICES = synth.MANDARIN_VOICES
 ENGINES = tuple(e for e, _ in synth.MANDARIN_ENGINES)
 # Fixed archive timestamp (2017-01-01) so tar.gz bytes do not depend on when they were made.

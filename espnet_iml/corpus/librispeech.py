@@ -4,6 +4,12 @@
     <out>/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>.trans.txt
                                                    "<spk>-<chapter>-<NNNN> UPPER CASE WORDS"
     <out>/LibriSpeech/SPEAKERS.TXT, CHAPTERS.TXT, README.TXT
+    <out>/librispeech-lm-norm.txt.gz               LM text, one upper-case sentence a line
+
+The LM text stands in for the normalized book text LibriSpeech publishes beside the audio
+(openslr.org/11, the same file name): sentences of the same grammar drawn from their own
+random stream, without any sentence that is a dev or test transcript, as the real one leaves
+out the books of the dev and test chapters.
 
 All seven subsets are written and non-empty; every speaker belongs to exactly one subset
 (dev/test speakers are held out, as in the release, and drawn first so that they get base
@@ -13,10 +19,11 @@ rough voices, extreme rate and pitch, band-limited channels, reverberation and a
 (5-15 dB SNR).
 """
 
+import gzip
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Set, Tuple
 
 from espnet_iml.corpus import synth, text
 
@@ -35,6 +42,10 @@ SPLITS = ("train", "dev", "test")
 SIZES: Dict[str, Tuple[int, int, int]] = {"tiny": (48, 12, 12), "small": (3000, 200, 200)}
 MIN_COUNTS = (3, 2, 2)  # one utterance per subset at least
 TOP_DIRS = ("LibriSpeech",)
+LM_TEXT = "librispeech-lm-norm.txt.gz"
+OUTPUTS = TOP_DIRS + (LM_TEXT,)  # everything generate() writes, for removal
+LM_SENTENCES_PER_TRAIN_UTT = 60  # small: 180,000 sentences (about 1.4 M words)
+MIN_LM_SENTENCES = 1000
 VOICES = synth.ENGLISH_VOICES
 ENGINES = tuple(e for e, _ in synth.ENGLISH_ENGINES)
 
@@ -145,11 +156,31 @@ def write_metadata(root: Path, chapters: List[Chapter], seconds: Dict[str, float
     )
 
 
+def write_lm_text(path: Path, seed: int, n: int, held_out: Set[str]) -> int:
+    """``n`` grammar sentences minus ``held_out`` ones, gzipped deterministically."""
+    rng = random.Random(synth.derive_seed("librispeech", seed, "lm-text"))
+    kept = 0
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        for _ in range(n):
+            words, _tts = text.english_sentence(rng)
+            if words not in held_out:
+                gz.write(f"{words}\n".encode("utf-8"))
+                kept += 1
+    return kept
+
+
 def generate(out: Path, seed: int, counts: Sequence[int], nj: int, verbose: bool = True) -> int:
     """Build the corpus under ``out``; return the number of utterances."""
     chapters = plan(out, seed, counts)
     root = out / "LibriSpeech"
     write_transcripts(root, chapters)
+    held_out = {words for ch in chapters if not ch.subset.startswith("train")
+                for _uid, words in ch.lines}
+    n_lm = max(MIN_LM_SENTENCES, LM_SENTENCES_PER_TRAIN_UTT * counts[0])
+    kept = write_lm_text(out / LM_TEXT, seed, n_lm, held_out)
+    if verbose:
+        print(f"[make_corpus] LM text: {kept} sentences ({n_lm - kept} dev/test transcripts "
+              f"left out) -> {out / LM_TEXT}")
     jobs = [job for ch in chapters for job in ch.jobs]
     durations = synth.run_pool(synth.render, jobs, nj, "librispeech utterances", verbose)
     write_metadata(root, chapters, {j.out: d for j, d in zip(jobs, durations)})

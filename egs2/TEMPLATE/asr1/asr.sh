@@ -13,8 +13,12 @@
 #   4  fbank                      ${dumpdir}/fbank/<set>/feats.scp
 #   5  token list                 ${datadir}/token_list/{char,bpe_<mode><n>}/tokens.txt
 #   6  ESPnet statistics          ${expdir}/asr_stats_*/            (shapes; feats_stats.npz: global MVN)
-#   7  training                   ${expdir}/asr_<tag>/              (resumes from checkpoint.pth)
-#   8  decoding                   ${expdir}/asr_<tag>/<inference_tag>/<set>/text  (skips finished sets)
+#                                 ${expdir}/lm_stats_*/             (LM text shapes; --use_lm true)
+#   7  training                   ${expdir}/lm_<tag>/               (the LM first, with --use_lm true;
+#                                                                    skipped when already trained)
+#                                 ${expdir}/asr_<tag>/              (resumes from checkpoint.pth)
+#   8  decoding                   ${expdir}/asr_<tag>/<inference_tag>/<set>/text  (skips finished sets;
+#                                                                    with --use_lm true, LM shallow fusion)
 #   9  scoring                    .../<set>/score_{cer,wer}/{result.txt,score.json}
 #  10  results table              RESULTS.md (recipe directory) and ${expdir}/asr_<tag>/RESULTS.md
 #  11  energy report (optional)   .../<inference_tag>/energy/       (espnet_iml.bin.energy)
@@ -94,6 +98,19 @@ ignore_init_mismatch=false
 asr_speech_fold_length=800
 asr_text_fold_length=150
 
+# Language model (ESPnet's espnet2.bin.lm_train; used in decoding by shallow fusion, with
+# the weight lm_weight of the decoding config)
+use_lm=false            # Train an LM in stages 6-7 and decode with it in stage 8.
+lm_config=              # LM training config (ESPnet YAML).
+lm_args=                # Extra arguments for lm_train.
+lm_tag=                 # Suffix of the LM experiment dir (default: derived from config and tokens).
+lm_exp=                 # LM experiment dir (overrides lm_tag).
+lm_train_text=          # LM training text: Kaldi-style "<id> <sentence>" files, joined
+                        # (default: ${datadir}/<train_set>/text).
+lm_dev_text=            # LM validation text (default: the validation set's text).
+lm_fold_length=150
+inference_lm=valid.loss.ave.pth  # LM checkpoint in ${lm_exp} to decode with.
+
 # Decoding and scoring
 inference_config=       # Decoding config (ESPnet YAML).
 inference_args=         # Extra arguments for asr_inference.
@@ -147,6 +164,9 @@ Model:
   --resume true|false --pretrained_model PATH --ignore_init_mismatch true|false
 Decoding:
   --inference_config YAML --inference_args "..." --inference_tag TAG
+  --use_lm true|false           train an LM (stages 6-7) and fuse it in decoding (default ${use_lm})
+  --lm_config YAML --lm_args "..." --lm_tag TAG --lm_exp DIR --inference_lm FILE
+  --lm_train_text "FILE ..." --lm_dev_text FILE   LM text (default: the training/validation text)
   --inference_asr_model FILE (default ${inference_asr_model}) --batch_size N
   --redo_decode true|false      decode sets again that are already decoded (default ${redo_decode})
   --score_units auto|char|word|"word char"
@@ -180,6 +200,7 @@ fi
 case "${token_type}" in char | bpe) ;; *) die "--token_type must be char or bpe (got ${token_type})" ;; esac
 case "${feats_normalize}" in global_mvn | utterance_mvn | none) ;; *) die "--feats_normalize must be global_mvn, utterance_mvn or none" ;; esac
 case "${energy}" in auto | true | false) ;; *) die "--energy must be auto, true or false" ;; esac
+case "${use_lm}" in true | false) ;; *) die "--use_lm must be true or false (got ${use_lm})" ;; esac
 [[ "${ngpu}" =~ ^[0-9]+$ ]] || die "--ngpu must be a number"
 [[ "${num_nodes}" =~ ^[1-9][0-9]*$ ]] || die "--num_nodes must be a positive number"
 [[ "${nj}" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive number"
@@ -232,11 +253,23 @@ if [ -z "${asr_stats_dir}" ]; then
     asr_stats_dir=${expdir}/asr_stats_${feats_type}_${token_tag}
     [ -n "${speed_perturb_factors}" ] && asr_stats_dir+=_sp
 fi
+if "${use_lm}"; then
+    [ -n "${lm_config}" ] || die "--use_lm true needs --lm_config (an ESPnet LM training config)"
+    [ -f "${lm_config}" ] || die "--lm_config ${lm_config} does not exist"
+    [ -n "${lm_tag}" ] || lm_tag=$(basename "${lm_config}" .yaml)_${token_tag}
+    [ -n "${lm_exp}" ] || lm_exp=${expdir}/lm_${lm_tag}
+    [ -n "${lm_train_text}" ] || lm_train_text=${datadir}/${train_set}/text
+    [ -n "${lm_dev_text}" ] || lm_dev_text=${data_feats}/${valid_set}/text
+fi
+lm_stats_dir=${expdir}/lm_stats_${token_tag}
 if [ -z "${inference_tag}" ]; then
     if [ -n "${inference_config}" ]; then
         inference_tag=$(basename "${inference_config}" .yaml)
     else
         inference_tag=inference
+    fi
+    if "${use_lm}"; then
+        inference_tag+=_lm_$(basename "${lm_exp}")_$(echo "${inference_lm}" | sed -e 's/\//_/g' -e 's/\.[^.]*$//')
     fi
     inference_tag+=_asr_model_$(echo "${inference_asr_model}" | sed -e 's/\//_/g' -e 's/\.[^.]*$//')
 fi
@@ -487,15 +520,84 @@ if ! "${skip_data_prep}" && run_stage 5; then
     stage_end
 fi
 
+# lm_shapes: the LM training text (the --lm_train_text files joined) and its token shapes
+# (part of stage 6 with --use_lm true).
+lm_shapes() {
+    local f
+    for f in ${lm_train_text} ${lm_dev_text}; do
+        need "${f}" 1 "LM text"
+        [ -s "${f}" ] || die "LM text ${f} is empty"
+    done
+    rm -rf "${lm_stats_dir:?}"
+    mkdir -p "${lm_stats_dir}"
+    # shellcheck disable=SC2086
+    cat ${lm_train_text} >"${lm_stats_dir}/lm_train.txt"
+    log "LM text: $(nlines "${lm_stats_dir}/lm_train.txt") training sentences (${lm_train_text}), $(nlines "${lm_dev_text}") validation (${lm_dev_text}); log: ${lm_stats_dir}/stats.log"
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=1 "${python}" -m espnet_iml.bin.lm_train --collect_stats true \
+        "${common_token_opts[@]}" \
+        --train_data_path_and_name_and_type "${lm_stats_dir}/lm_train.txt,text,text" \
+        --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
+        --train_shape_file "${lm_stats_dir}/lm_train.txt" --valid_shape_file "${lm_dev_text}" \
+        --output_dir "${lm_stats_dir}" --config "${lm_config}" ${lm_args} \
+        >"${lm_stats_dir}/stats.log" 2>&1 \
+        || fail_with_log "${lm_stats_dir}/stats.log" "LM statistics collection failed (log: ${lm_stats_dir}/stats.log)"
+    local ntok part
+    ntok=$(nlines "${token_list}")
+    for part in train valid; do
+        awk -v N="${ntok}" '{ print $0 "," N }' "${lm_stats_dir}/${part}/text_shape" \
+            >"${lm_stats_dir}/${part}/text_shape.${token_type}"
+    done
+}
+
+# lm_train: train the LM into ${lm_exp} (part of stage 7 with --use_lm true). Skipped when
+# ${lm_exp}/lm.done records the same config, text, tokens and options; resumed when an
+# interrupted run of the same ones left a checkpoint; started afresh otherwise.
+lm_train() {
+    need "${lm_stats_dir}/train/text_shape.${token_type}" 6 "LM training text shapes"
+    need "${lm_stats_dir}/valid/text_shape.${token_type}" 6 "LM validation text shapes"
+    local stamp
+    stamp="config=$(cksum <"${lm_config}") text=$(cksum <"${lm_stats_dir}/lm_train.txt") dev=$(cksum <"${lm_dev_text}") tokens=$(cksum <"${token_list}") args=${lm_args} ngpu=${ngpu}"
+    if [ -f "${lm_exp}/lm.done" ] && [ "$(cat "${lm_exp}/lm.done")" = "${stamp}" ] \
+        && [ -f "${lm_exp}/${inference_lm}" ]; then
+        log "LM ${lm_exp} is already trained with this config and text: skipped"
+        return 0
+    fi
+    if [ ! -f "${lm_exp}/lm.stamp" ] || [ "$(cat "${lm_exp}/lm.stamp")" != "${stamp}" ]; then
+        rm -rf "${lm_exp:?}"
+    fi
+    mkdir -p "${lm_exp}"
+    printf '%s\n' "${stamp}" >"${lm_exp}/lm.stamp"
+    rm -f "${lm_exp}/lm.done" "${lm_exp}/config.yaml"
+    log "training the LM -> ${lm_exp} (full log: ${lm_exp}/train.log)"
+    local env=()
+    [ -n "${train_threads}" ] && env=(env "OMP_NUM_THREADS=${train_threads}")
+    # shellcheck disable=SC2086
+    if ! "${env[@]}" "${python}" -m espnet_iml.bin.lm_train "${common_token_opts[@]}" \
+        --train_data_path_and_name_and_type "${lm_stats_dir}/lm_train.txt,text,text" \
+        --valid_data_path_and_name_and_type "${lm_dev_text},text,text" \
+        --train_shape_file "${lm_stats_dir}/train/text_shape.${token_type}" \
+        --valid_shape_file "${lm_stats_dir}/valid/text_shape.${token_type}" \
+        --fold_length "${lm_fold_length}" --resume "${resume}" --ngpu "${ngpu}" \
+        --output_dir "${lm_exp}" --config "${lm_config}" ${lm_args} 2>&1 \
+        | tee -p -a "${lm_exp}/train.log" \
+        | "${python}" -m espnet_iml.recipe.progress --config "${lm_exp}/config.yaml" --indent 4; then
+        fail_with_log "${lm_exp}/train.log" "LM training failed (log: ${lm_exp}/train.log)"
+    fi
+    [ -f "${lm_exp}/${inference_lm}" ] || die "LM training ended without ${lm_exp}/${inference_lm} (log: ${lm_exp}/train.log)"
+    printf '%s\n' "${stamp}" >"${lm_exp}/lm.done"
+}
+
 # Options common to statistics collection and training.
 if [ -n "${asr_config}" ]; then
     [ -f "${asr_config}" ] || die "--asr_config ${asr_config} does not exist"
 fi
-common_train_opts=(
+common_token_opts=(
     --use_preprocessor true --bpemodel "${bpemodel}" --token_type "${token_type}"
     --token_list "${token_list}" --non_linguistic_symbols "${nlsyms_txt}"
     --cleaner "${cleaner}" --g2p none
 )
+common_train_opts=("${common_token_opts[@]}")
 [ -n "${asr_config}" ] && common_train_opts+=(--config "${asr_config}")
 
 # 6. ESPnet statistics
@@ -536,6 +638,9 @@ if ! "${skip_train}" && run_stage 6; then
             >"${asr_stats_dir}/${part}/text_shape.${token_type}"
     done
     log "$(nlines "${asr_stats_dir}/train/speech_shape") training and $(nlines "${asr_stats_dir}/valid/speech_shape") validation utterances; stats: ${asr_stats_dir}/train/feats_stats.npz"
+    if "${use_lm}"; then
+        lm_shapes
+    fi
     stage_end
 fi
 
@@ -550,6 +655,9 @@ if ! "${skip_train}" && run_stage 7; then
     need "${asr_stats_dir}/train/text_shape.${token_type}" 6 "training text shapes"
     need "${asr_stats_dir}/valid/text_shape.${token_type}" 6 "validation text shapes"
     [ "${feats_normalize}" = global_mvn ] && need "${asr_stats_dir}/train/feats_stats.npz" 6 "global mean/variance statistics"
+    if "${use_lm}"; then
+        lm_train
+    fi
 
     _opts=()
     case "${feats_normalize}" in
@@ -641,11 +749,17 @@ if ! "${skip_eval}" && run_stage 8; then
     if "${gpu_inference}"; then _ngpu=1; else _ngpu=0; fi
     _opts=()
     [ -n "${inference_config}" ] && _opts+=(--config "${inference_config}")
+    if "${use_lm}"; then
+        need "${lm_exp}/config.yaml" 7 "the LM training config written by ESPnet"
+        need "${lm_exp}/${inference_lm}" 7 "the LM checkpoint"
+        _opts+=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
+    fi
     _ddir=${asr_exp}/${inference_tag}
     _logdir=${_ddir}/logdir
     # What a set's hypotheses depend on (checksums of the files, the options as given).
     _stamp="model=$(cksum <"${asr_exp}/${inference_asr_model}") config=$(cksum <"${asr_exp}/config.yaml")"
     [ -n "${inference_config}" ] && _stamp+=" decode=$(cksum <"${inference_config}")"
+    "${use_lm}" && _stamp+=" lm=$(cksum <"${lm_exp}/${inference_lm}")"
     _stamp+=" args=${inference_args} batch_size=${batch_size} gpu=${gpu_inference}"
     _todo=()
     for dset in ${test_sets}; do

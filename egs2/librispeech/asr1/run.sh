@@ -4,6 +4,9 @@
 # Every other option goes to the stage driver ../../TEMPLATE/asr1/asr.sh, e.g.
 #   ./run.sh --stage 7 --stop_stage 9 --ngpu 2
 # The corpus location is in db.sh (LIBRISPEECH=/path ./run.sh also works).
+# A Transformer LM (conf/train_lm.yaml) is trained on librispeech-lm-norm.txt.gz (openslr.org/11,
+# put beside LibriSpeech/ in ${LIBRISPEECH}) and the training text, and fused in decoding, as in
+# ESPnet's recipe; --use_lm false decodes without it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +24,9 @@ cd "$(dirname "$0")"
     --train_set train_960 \
     --valid_set dev \
     --test_sets "test_clean test_other dev_clean dev_other" \
+    --use_lm true \
+    --lm_config conf/train_lm.yaml \
+    --lm_train_text "data/train_960/text data/local/other_text/text" \
     --asr_config "${asr_config}" \
     --inference_config conf/decode_asr.yaml \
     "${args[@]}"

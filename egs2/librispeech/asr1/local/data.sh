@@ -2,6 +2,8 @@
 # LibriSpeech data preparation (stage 1 of asr.sh):
 #   ${LIBRISPEECH}/LibriSpeech/<subset> -> <datadir>/{dev_clean,dev_other,test_clean,test_other}
 #   plus <datadir>/train_960 (the training subsets together) and <datadir>/dev (both dev sets)
+#   and, when ${LIBRISPEECH}/librispeech-lm-norm.txt.gz is there (openslr.org/11), the LM text
+#   <datadir>/local/other_text/text ("<id> <sentence>", as ESPnet's recipe makes it)
 # Usage: local/data.sh [--datadir data] [--train_sets "train-clean-100 train-clean-360 train-other-500"]
 # The corpus location comes from db.sh (LIBRISPEECH, overridable from the environment).
 set -euo pipefail
@@ -72,6 +74,18 @@ fi
 # shellcheck disable=SC2086
 "${python}" -m espnet_iml.recipe.prep_librispeech --corpus "${LIBRISPEECH}" --out "${datadir}" \
     --train_sets ${train_sets}
+
+# The LM text LibriSpeech publishes beside the audio (resource 11), for asr.sh --use_lm true.
+lm_text=${LIBRISPEECH}/librispeech-lm-norm.txt.gz
+if [ -f "${lm_text}" ]; then
+    mkdir -p "${datadir}/local/other_text"
+    gzip -dc "${lm_text}" | awk 'NF { printf("librispeech_lm_norm_%08d %s\n", NR, $0) }' \
+        >"${datadir}/local/other_text/text.tmp"
+    mv "${datadir}/local/other_text/text.tmp" "${datadir}/local/other_text/text"
+    echo "local/data.sh: ${datadir}/local/other_text/text: $(wc -l <"${datadir}/local/other_text/text") LM sentences"
+else
+    echo "local/data.sh: no LM text at ${lm_text} (https://www.openslr.org/resources/11/librispeech-lm-norm.txt.gz); an LM (--use_lm true) would need it"
+fi
 for x in train_960 dev dev_clean dev_other test_clean test_other; do
     if [ -f "${datadir}/${x}/wav.scp" ]; then
         echo "local/data.sh: ${datadir}/${x}: $(wc -l <"${datadir}/${x}/wav.scp") utterances"
