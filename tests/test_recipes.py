@@ -28,7 +28,8 @@ RECIPE_FILES = ("run.sh", "db.sh", "path.sh", "conf", "local")
 TINY = {
     "aishell": ["--asr_config", "conf/tuning/train_asr_iml_spikeformer_tiny.yaml"],
     "librispeech": ["--asr_config", "conf/tuning/train_asr_iml_spikeformer_tiny.yaml",
-                    "--nbpe", "40", "--lm_config", "conf/tuning/train_lm_tiny.yaml"],
+                    "--nbpe", "40", "--use_lm", "true",
+                    "--lm_config", "conf/tuning/train_lm_tiny.yaml"],
 }
 # One torch thread for training: on a busy 2-core machine two threads are several times slower.
 COMMON = ["--ngpu", "0", "--nj", "2", "--inference_nj", "2", "--train_threads", "1",
@@ -207,7 +208,7 @@ def test_librispeech_end_to_end_with_resume(librispeech):
 
 
 def test_librispeech_language_model(librispeech, corpora):
-    """--use_lm true (the recipe's default): stage 1 prepares the corpus's LM text, stage 6
+    """--use_lm true: stage 1 prepares the corpus's LM text, stage 6
     joins it with the training text, stage 7 trains the LM once, stage 8 fuses it."""
     d, _, first, second = librispeech
     with gzip.open(corpora["librispeech"] / "librispeech-lm-norm.txt.gz", "rt") as f:
@@ -303,6 +304,20 @@ def test_stage_before_its_inputs_names_the_missing_stage(recipe, tmp_path, corpo
     assert "iml_spikeformer" in proc.stderr and "conformer" in proc.stderr
     proc = run(d, [*COMMON, "--no_such_option", "1"], env, ok=False)
     assert "unknown option --no_such_option" in proc.stderr
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["--use_lm", "maybe"], "--use_lm takes true or false (got 'maybe')"),
+    (["--use_lm", "true", "--lm_config", "conf/no_such_lm.yaml"],
+     "--lm_config conf/no_such_lm.yaml does not exist"),
+    (["--use_lm", "true", "--lm_config", ""], "--use_lm true needs --lm_config"),
+])
+def test_bad_lm_options_named_before_any_work(opts, message, tmp_path, corpora):
+    d = recipe_copy(tmp_path, "librispeech")
+    env = {"LIBRISPEECH": str(corpora["librispeech"])}
+    proc = run(d, [*COMMON, *TINY["librispeech"], *opts], env, ok=False)
+    assert message in proc.stderr, proc.stderr
+    assert not (d / "data").exists()
 
 
 @pytest.mark.parametrize("recipe,layout", [

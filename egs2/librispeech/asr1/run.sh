@@ -4,9 +4,10 @@
 # Every other option goes to the stage driver ../../TEMPLATE/asr1/asr.sh, e.g.
 #   ./run.sh --stage 7 --stop_stage 9 --ngpu 2
 # The corpus location is in db.sh (LIBRISPEECH=/path ./run.sh also works).
-# A Transformer LM (conf/train_lm.yaml) is trained on librispeech-lm-norm.txt.gz (openslr.org/11,
-# put beside LibriSpeech/ in ${LIBRISPEECH}) and the training text, and fused in decoding, as in
-# ESPnet's recipe; --use_lm false decodes without it.
+# No LM by default, as in the reference numbers of README.md. With --use_lm true a Transformer
+# LM (conf/train_lm.yaml) is trained on librispeech-lm-norm.txt.gz (openslr.org/11, unpacked
+# beside LibriSpeech/ in ${LIBRISPEECH}) and the training text, and fused in decoding with
+# conf/decode_asr.yaml's lm_weight, as ESPnet's recipe does.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,7 +25,7 @@ cd "$(dirname "$0")"
     --train_set train_960 \
     --valid_set dev \
     --test_sets "test_clean test_other dev_clean dev_other" \
-    --use_lm true \
+    --use_lm false \
     --lm_config conf/train_lm.yaml \
     --lm_train_text "data/train_960/text data/local/other_text/text" \
     --asr_config "${asr_config}" \
