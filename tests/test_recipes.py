@@ -386,7 +386,9 @@ def test_root_run_help_errors_and_results_only_when_made(tmp_path, corpora):
     assert "OLD TABLE" not in proc.stdout and "Results (" not in proc.stdout
     # Scores of a finished run, where asr.sh looks for them (it names the experiment).
     asr_exp = re.search(r" exp=(\S+)", proc.stdout).group(1)
-    score_dir = d / asr_exp / "decode_asr_tiny_asr_model_valid.acc.ave" / "test_clean" / "score_wer"
+    # LibriSpeech-style runs decode with the LM: its experiment is part of the name.
+    decode = "decode_asr_tiny_lm_lm_train_lm_tiny_bpe_unigram60_valid.loss.ave_asr_model_valid.acc.ave"
+    score_dir = d / asr_exp / decode / "test_clean" / "score_wer"
     score_dir.mkdir(parents=True)
     (score_dir / "score.json").write_text(json.dumps(
         {"n_snt": 2, "n_ref": 10, "err": 50.0, "sub": 30.0, "del": 10.0, "ins": 10.0, "metric": "wer"}))
