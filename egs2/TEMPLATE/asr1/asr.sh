@@ -525,7 +525,7 @@ fi
 lm_shapes() {
     local f
     for f in ${lm_train_text} ${lm_dev_text}; do
-        need "${f}" 1 "LM text"
+        [ -e "${f}" ] || die "stage 6 needs the LM text ${f} (--lm_train_text, --lm_dev_text), which does not exist: stage 1 makes the recipe's LM text when the corpus has it (run stage 1 first, --stage 1), or decode without an LM (--use_lm false)"
         [ -s "${f}" ] || die "LM text ${f} is empty"
     done
     rm -rf "${lm_stats_dir:?}"
