@@ -520,6 +520,17 @@ if ! "${skip_data_prep}" && run_stage 5; then
     stage_end
 fi
 
+# text_shapes_with_vocab STATS_DIR: {train,valid}/text_shape.<token_type>, ESPnet's text
+# shapes with the token count as the last dimension (used to count batch bins).
+text_shapes_with_vocab() {
+    local dir=$1 ntok part
+    ntok=$(nlines "${token_list}")
+    for part in train valid; do
+        awk -v N="${ntok}" '{ print $0 "," N }' "${dir}/${part}/text_shape" \
+            >"${dir}/${part}/text_shape.${token_type}"
+    done
+}
+
 # lm_shapes: the LM training text (the --lm_train_text files joined) and its token shapes
 # (part of stage 6 with --use_lm true).
 lm_shapes() {
@@ -542,12 +553,7 @@ lm_shapes() {
         --output_dir "${lm_stats_dir}" --config "${lm_config}" ${lm_args} \
         >"${lm_stats_dir}/stats.log" 2>&1 \
         || fail_with_log "${lm_stats_dir}/stats.log" "LM statistics collection failed (log: ${lm_stats_dir}/stats.log)"
-    local ntok part
-    ntok=$(nlines "${token_list}")
-    for part in train valid; do
-        awk -v N="${ntok}" '{ print $0 "," N }' "${lm_stats_dir}/${part}/text_shape" \
-            >"${lm_stats_dir}/${part}/text_shape.${token_type}"
-    done
+    text_shapes_with_vocab "${lm_stats_dir}"
 }
 
 # lm_train: train the LM into ${lm_exp} (part of stage 7 with --use_lm true). Skipped when
@@ -631,12 +637,7 @@ if ! "${skip_train}" && run_stage 6; then
     _opts=()
     for n in $(seq "${_nj}"); do _opts+=(--input_dir "${_logdir}/stats.${n}"); done
     "${python}" -m espnet2.bin.aggregate_stats_dirs "${_opts[@]}" --output_dir "${asr_stats_dir}"
-    # The token count as the last dimension of the text shapes (used to count batch bins).
-    _ntok=$(nlines "${token_list}")
-    for part in train valid; do
-        awk -v N="${_ntok}" '{ print $0 "," N }' "${asr_stats_dir}/${part}/text_shape" \
-            >"${asr_stats_dir}/${part}/text_shape.${token_type}"
-    done
+    text_shapes_with_vocab "${asr_stats_dir}"
     log "$(nlines "${asr_stats_dir}/train/speech_shape") training and $(nlines "${asr_stats_dir}/valid/speech_shape") validation utterances; stats: ${asr_stats_dir}/train/feats_stats.npz"
     if "${use_lm}"; then
         lm_shapes
