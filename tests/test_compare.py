@@ -242,6 +242,29 @@ def test_cli_report_writes_table_json_plot(tree, tmp_path, capsys):
     assert "no run has scores" in capsys.readouterr().err
 
 
+def test_a_model_has_one_colour_in_the_bars_and_the_curves(tree, monkeypatch):
+    """The bars follow the report's row order; the learning curves once sorted the runs by
+    name, which gave the Conformer IML-Spikeformer's colour there."""
+    from matplotlib.colors import to_rgba
+    from espnet_iml.compare import curves as curves_mod
+    from espnet_iml.compare import report as report_mod
+
+    figs = []
+    monkeypatch.setattr(report_mod, "save_figure", lambda fig, path, title: figs.append(fig) or path)
+    runs = [collect_run(m, s, exp) for (m, s), exp in tree.items()]
+    report_mod.plot(summarize(runs, MODELS, reference="conformer"), Path("bars.png"), "t")
+    point = [curves_mod.Point(1, 250, {"acc": 0.5, "cer_ctc": 0.4})]
+    curves_mod.plot_curves({(m, s): point for m in MODELS for s in (0, 1)}, Path("c.png"), "t")
+    bars, curves = figs
+    bar_colour = {c.get_label(): to_rgba(c.patches[0].get_facecolor())
+                  for c in bars.axes[0].containers if hasattr(c, "patches")}
+    line_colour = {line.get_label(): to_rgba(line.get_color())
+                   for line in curves.axes[0].lines if not line.get_label().startswith("_")}
+    assert set(bar_colour) == set(MODELS) == set(line_colour)
+    assert bar_colour == line_colour
+    assert len(set(bar_colour.values())) == len(MODELS)
+
+
 # ------------------------------------------------------------------------------------------
 # local/compare.sh end to end on the tiny corpus.
 

@@ -62,14 +62,18 @@ def plot_curves(curves: Dict[Tuple[str, int], List[Point]], path: Path, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from espnet_iml.compare.report import model_colors, save_figure
+
     fig, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(5.0 * len(metrics), 3.8))
-    colors: Dict[str, str] = {}
+    # Models in the order of the runs, as in the report's rows: the same colour in every plot.
+    colors = model_colors(m for m, _ in curves)
+    runs = sorted(curves, key=lambda k: (list(colors).index(k[0]), k[1]))
     for ax, metric in zip(axes[0], metrics):
-        for (model, seed), points in sorted(curves.items()):
-            pts = [p for p in points if metric in p.valid]
+        for model, seed in runs:
+            pts = [p for p in curves[(model, seed)] if metric in p.valid]
             if not pts:
                 continue
-            color = colors.setdefault(model, f"C{len(colors)}")
+            color = colors[model]
             label = model if ax is axes[0][0] and seed == min(s for m, s in curves if m == model) \
                 else None
             ax.plot([p.updates for p in pts], [p.valid[metric] for p in pts], "o-",
@@ -79,6 +83,4 @@ def plot_curves(curves: Dict[Tuple[str, int], List[Point]], path: Path, title: s
         ax.grid(alpha=0.3)
     if axes[0][0].get_legend_handles_labels()[0]:
         axes[0][0].legend(fontsize="small")
-    from espnet_iml.compare.report import save_figure
-
     return save_figure(fig, path, f"{title}: learning curves (one line per seed)")

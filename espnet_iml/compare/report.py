@@ -21,7 +21,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from espnet_iml.compare.collect import Key, Run
 
@@ -290,6 +290,15 @@ def to_json(s: Summary) -> str:
                            warnings=s.warnings, rows=rows, runs=runs), indent=1)
 
 
+def model_colors(models: Iterable[str]) -> Dict[str, str]:
+    """A colour per model, in order of first appearance (matplotlib's C0, C1, ...), so that a
+    model has the same colour in the bars, the energy plot and the learning curves."""
+    out: Dict[str, str] = {}
+    for m in models:
+        out.setdefault(m, f"C{len(out)}")
+    return out
+
+
 def plot(s: Summary, path: Path, title: str) -> Path:
     """Bars of the mean error per test set and model (one panel per metric), error bars of
     ± std, and each seed as a dot."""
@@ -300,6 +309,7 @@ def plot(s: Summary, path: Path, title: str) -> Path:
 
     metrics = list(dict.fromkeys(m for _, m in s.keys))
     rows = [r for r in s.rows if r.seeds]
+    colors = model_colors(r.model for r in s.rows)
     fig, axes = plt.subplots(1, max(1, len(metrics)), squeeze=False,
                              figsize=(max(5.0, 2.2 * len(s.keys)), 4.0))
     width = 0.8 / max(1, len(rows))
@@ -309,7 +319,8 @@ def plot(s: Summary, path: Path, title: str) -> Path:
             xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(sets))]
             means = [row.errors[(t, metric)].mean or 0.0 for t in sets]
             stds = [row.errors[(t, metric)].std or 0.0 for t in sets]
-            ax.bar(xs, means, width, yerr=stds, capsize=3, label=row.model)
+            ax.bar(xs, means, width, yerr=stds, capsize=3, label=row.model,
+                   color=colors[row.model])
             for x, t in zip(xs, sets):
                 vals = row.errors[(t, metric)].values
                 ax.plot([x] * len(vals), vals, "k.", markersize=4)
@@ -345,9 +356,11 @@ def plot_energy(s: Summary, key: Key, path: Path, title: str) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = model_colors(r.model for r in s.rows)
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     for model, x, xs, y, ys in points:
-        ax.errorbar([x], [y], xerr=[xs], yerr=[ys], fmt="o", capsize=3, label=model)
+        ax.errorbar([x], [y], xerr=[xs], yerr=[ys], fmt="o", capsize=3, label=model,
+                    color=colors[model])
     ax.set_xlabel("encoder energy ANN/SNN (higher: cheaper)")
     ax.set_ylabel(f"{key[0]} {key[1]} % (lower is better)")
     ax.grid(alpha=0.3)
