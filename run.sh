@@ -76,7 +76,7 @@ Stages (egs2/TEMPLATE/asr1/asr.sh): 1 data prep  2 speed perturbation  3 format 
   10 results table  11 energy report
 LibriSpeech-style runs also train an LSTM LM on the corpus's LM text in stages 6-7 (once;
 later runs reuse it) and fuse it in decoding (conf/decode_asr_small_lm.yaml);
---use_lm false decodes without it.
+--use_lm false decodes without it (conf/decode_asr_small.yaml).
 Common options:
   --stage N --stop_stage M   run stages N..M only, e.g. --stage 8 to decode again
   --asr_args "..."           extra training options, e.g. "--max_epoch 5"
@@ -193,7 +193,18 @@ if [ "${recipe}" = librispeech ]; then
     fi
     lm_text="${work_root}data/${work}/train_960/text ${work_root}data/${work}/local/other_text/text"
     lm=(--use_lm true --lm_config "${lm_config}" --lm_train_text "${lm_text}")
-    [ "${size}" = tiny ] || inference_config=conf/decode_asr_small_lm.yaml
+    # The decoding weights were tuned with the LM (CTC 0.7, LM 0.3); --use_lm false (the last
+    # one given wins, as in asr.sh) keeps the shared decoding config without an LM.
+    use_lm=true
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        case "${args[i]}" in
+            --use_lm) use_lm=${args[i + 1]-} ;;
+            --use_lm=*) use_lm=${args[i]#--use_lm=} ;;
+        esac
+    done
+    if [ "${size}" != tiny ] && [ "${use_lm}" != false ]; then
+        inference_config=conf/decode_asr_small_lm.yaml
+    fi
 fi
 expdir=${work_root}exp/${work}
 nj=$(nproc)
