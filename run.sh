@@ -193,8 +193,8 @@ if [ "${recipe}" = librispeech ]; then
     fi
     lm_text="${work_root}data/${work}/train_960/text ${work_root}data/${work}/local/other_text/text"
     lm=(--use_lm true --lm_config "${lm_config}" --lm_train_text "${lm_text}")
-    # The decoding weights were tuned with the LM (CTC 0.7, LM 0.5); --use_lm false (the last
-    # one given wins, as in asr.sh) keeps the shared decoding config without an LM.
+    # The decoding weights were tuned with the LM (CTC 0.7, LM 0.7, length bonus 2.0); --use_lm
+    # false (the last one given wins, as in asr.sh) keeps the shared decoding config without an LM.
     use_lm=true
     for ((i = 0; i < ${#args[@]}; i++)); do
         case "${args[i]}" in
