@@ -357,14 +357,15 @@ def plot_energy(s: Summary, key: Key, path: Path, title: str) -> Optional[Path]:
     import matplotlib.pyplot as plt
 
     colors = model_colors(r.model for r in s.rows)
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
     for model, x, xs, y, ys in points:
         ax.errorbar([x], [y], xerr=[xs], yerr=[ys], fmt="o", capsize=3, label=model,
                     color=colors[model])
     ax.set_xlabel("encoder energy ANN/SNN (higher: cheaper)")
     ax.set_ylabel(f"{key[0]} {key[1]} % (lower is better)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    # Outside the axes: with a handful of points, any corner inside can hide one of them.
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return save_figure(fig, path, f"{title}\nerror against energy: mean over seeds, whiskers: ± std")
 
 
