@@ -106,7 +106,7 @@ def test_benchmark_rtf_compares_folded_and_training_forms():
 
 
 def test_set_fold_switches_every_folding_module():
-    from espnet_iml.bin.benchmark import set_fold
+    from espnet_iml.bench.rtf import set_fold
 
     enc = IMLSpikeformerEncoder(80, output_size=16, attention_heads=2, linear_units=32,
                                 num_blocks=1, qkv_conv_kernel=3).eval()

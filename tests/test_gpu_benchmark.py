@@ -42,7 +42,7 @@ def test_without_a_gpu_it_skips_with_a_message_and_exit_0():
 def test_neuron_counts_do_not_depend_on_autocast():
     """Reference: the fp32 counts of the same values. A neuron that rounded in bf16 would
     differ at many positions (checked: rounding U / theta in bf16 moves counts)."""
-    from espnet_iml.gpu_bench import neuron_autocast_check
+    from espnet_iml.bench.gpu import neuron_autocast_check
     from espnet_iml.imls import IMLSNeuron
 
     chk = neuron_autocast_check(torch.device("cpu"))

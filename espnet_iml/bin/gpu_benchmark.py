@@ -16,7 +16,7 @@ from typing import List, Optional
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from espnet_iml.gpu_bench import PRECISIONS, ROWS, SIZES
+    from espnet_iml.bench.gpu import PRECISIONS, ROWS, SIZES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,8 +42,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = get_parser().parse_args(argv)
     import torch
 
-    from espnet_iml.gpu_bench import SIZES, TINY, failed_checks, run
-    from espnet_iml.gpu_report import report
+    from espnet_iml.bench.gpu import SIZES, TINY, failed_checks, run
+    from espnet_iml.bench.gpu_report import report
 
     if a.dry_run:
         a.device = "cpu" if a.device == "cuda" else a.device

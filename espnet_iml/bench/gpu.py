@@ -1,6 +1,6 @@
 """Paper-scale training measurements for a GPU (issue 13): step time, peak memory and
 throughput of IML-Spikeformer and ESPnet's Conformer in fp32 and under bf16 autocast, and
-whether bf16 autocast changes the IMLS spike counts. Reporting: espnet_iml.gpu_report;
+whether bf16 autocast changes the IMLS spike counts. Reporting: espnet_iml.bench.gpu_report;
 command line: espnet_iml.bin.gpu_benchmark (local/gpu_benchmark.sh).
 
 IMLS under bf16 (ours): a spike count is a rounding of U / theta, and bf16 keeps 8
@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from espnet_iml.bin.benchmark import PAPER, build_encoder, make_batch
+from espnet_iml.bench.models import PAPER, build_encoder, make_batch
 
 SIZES = {s["name"]: dict(s) for s in PAPER}
 # --dry-run: every code path at toy size, on a CPU, in seconds
@@ -47,7 +47,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _model_args(cfg: argparse.Namespace, seed: int) -> argparse.Namespace:
-    """The fields espnet_iml.bin.benchmark's builders read."""
+    """The fields the builders of espnet_iml.bench.models read."""
     return argparse.Namespace(spike_levels=cfg.spike_levels, timesteps=4,
                               frontend_channels=cfg.frontend_channels, seed=seed,
                               batch=cfg.batch, seconds=cfg.seconds, feats_scp=None)

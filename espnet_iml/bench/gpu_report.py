@@ -1,4 +1,4 @@
-"""Markdown tables of espnet_iml.gpu_bench results (measuring lives there)."""
+"""Markdown tables of espnet_iml.bench.gpu results (measuring lives there)."""
 
 from typing import List
 
