@@ -318,7 +318,7 @@ def test_cli_fresh_model_both_frontends(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "espnet_iml.bin.energy", "--config", str(cfg),
          "--data_path_and_name_and_type", f"{tmp_path}/feats.scp,speech,kaldi_ark",
-         "--max_utts", "2", "--output_dir", str(out)],
+         "--max_utts", "2", "--sram_pj_per_64bit", "20", "--output_dir", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -331,6 +331,8 @@ def test_cli_fresh_model_both_frontends(tmp_path):
     spk = data["settings"]["spiking_frontend"]
     assert ratio == pytest.approx(spk["totals"]["encoder"]["ratio_ann_snn"], rel=1e-3)
     assert spk["meta"]["utterances"] == 2
+    # the memory model's SRAM constant is the one asked for (it was once parsed and dropped)
+    assert spk["constants"]["SRAM_pJ_per_64bit"] == 20.0
     # the strict headline: counted from the encoder's spike-driven execution
     strict_lines = [ln for ln in proc.stdout.splitlines()
                     if ln.startswith("energy_ratio_encoder_strict=")]

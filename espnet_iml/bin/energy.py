@@ -28,18 +28,17 @@ stderr. The encoder's operations are counted from its spike-driven execution
 Each utterance is run alone (batch 1: no padding), through the encoder, the CTC projection
 and the attention decoder teacher-forced on one hypothesis: the greedy CTC output of a
 trained model, or ``--decoder_tokens_per_frame`` x encoder frames random tokens for an
-untrained one. Beam search (beam B) costs about B times that decoder energy.
+untrained one. Beam search (beam B) costs about B times that decoder energy. What is
+measured: espnet_iml/energy/inputs.py; the counting run: espnet_iml/energy/measure.py.
 """
 
 import argparse
 import contextlib
 import json
 import logging
-import math
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import espnet_iml  # noqa: F401  (registers iml_spikeformer)
 from espnet_iml.bin.launch import quiet_nltk
@@ -49,7 +48,6 @@ STRICT_KEY = "energy_ratio_encoder_strict"  # the headline
 # float64 rounding over a deep encoder stays near 1e-12; a real mismatch (a spike count that
 # differs) moves an output by the threshold scale, orders of magnitude more.
 DEVIATION_TOLERANCE = 1e-9
-SETTINGS = {True: "spiking_frontend", False: "real_frontend"}
 log = logging.getLogger("espnet_iml.energy")
 
 
@@ -98,187 +96,6 @@ def get_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# --------------------------------------------------------------------------- models
-
-
-def _fresh_args(config: Path, token_list: Optional[Path], vocab_size: int, tmp: Path):
-    """ESPnet's arguments for ``config``; a stand-in token list is written into ``tmp``,
-    which must exist until the model is built (ESPnet reads the list then)."""
-    from espnet2.tasks.asr import ASRTask
-
-    if token_list is None:
-        token_list = tmp / "tokens.txt"
-        toks = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab_size - 3)] + ["<sos/eos>"]
-        token_list.write_text("\n".join(toks) + "\n")
-    parser = ASRTask.get_parser()
-    return parser.parse_args(["--config", str(config), "--token_list", str(token_list),
-                              "--output_dir", str(tmp)])
-
-
-def _own_setting(model) -> Optional[bool]:
-    from espnet_iml.encoder import IMLSpikeformerEncoder
-
-    enc = getattr(model, "encoder", None)
-    return enc.embed.spiking if isinstance(enc, IMLSpikeformerEncoder) else None
-
-
-def build_models(a) -> Tuple[List[Tuple[str, object, bool]], Optional[bool], List[str], int]:
-    """[(setting name, model, trained?)], the model's own setting, notes, feature size."""
-    import torch
-    import yaml
-    from espnet2.tasks.asr import ASRTask
-
-    notes = []
-    if a.asr_model_file or a.asr_train_config:
-        model, margs = ASRTask.build_model_from_file(
-            a.asr_train_config, a.asr_model_file, a.device
-        )
-        input_size = getattr(margs, "input_size", None) or 80
-        own = _own_setting(model)
-        models = [(SETTINGS.get(own, "model"), model, True)]
-        if own is None:
-            notes.append("the encoder is not iml_spikeformer: every op is a MAC (ratio 1)")
-        elif a.frontends == "both":
-            cfg_path = a.asr_train_config or Path(a.asr_model_file).parent / "config.yaml"
-            cfg = yaml.safe_load(Path(cfg_path).read_text())
-            cfg["encoder_conf"] = dict(cfg.get("encoder_conf") or {}, spiking_frontend=not own)
-            torch.manual_seed(a.seed)
-            other = ASRTask.build_model(argparse.Namespace(**cfg)).to(a.device)
-            missing, unused = other.load_state_dict(model.state_dict(), strict=False)
-            models.append((SETTINGS[not own], other, False))
-            notes.append(
-                f"{SETTINGS[not own]}: NOT TRAINED in this setting (weights copied from the "
-                f"trained {SETTINGS[own]} model; {len(missing)} tensors fresh, {len(unused)} "
-                "unused): MAC counts are exact, firing rates are not those of a trained model"
-            )
-        else:
-            notes.append(
-                f"only the trained setting ({SETTINGS[own]}) is reported; the other front "
-                "end was not trained (--frontends both shows it with an untrained front end)"
-            )
-        return models, own, notes, input_size
-    with tempfile.TemporaryDirectory(prefix="espnet_iml_energy.") as tmp:
-        args = _fresh_args(a.config, a.token_list, a.vocab_size, Path(tmp))
-        conf = dict(args.encoder_conf or {})
-        own = None
-        if args.encoder == espnet_iml.NAME:
-            own = bool(conf.get("spiking_frontend", True))
-        settings = [own] if own is None or a.frontends == "own" else [own, not own]
-        models = []
-        for sf in settings:
-            torch.manual_seed(a.seed)
-            if sf is not None:
-                args.encoder_conf = dict(conf, spiking_frontend=sf)
-            models.append((SETTINGS.get(sf, "model"), ASRTask.build_model(args).to(a.device), False))
-    notes.append("fresh, UNTRAINED model(s): MAC counts are exact, firing rates are those of "
-                 "random weights")
-    return models, own, notes, getattr(args, "input_size", None) or 80
-
-
-# --------------------------------------------------------------------------- data
-
-
-def load_utterances(a, input_size: int, has_frontend: bool):
-    """Yield (key, features or waveform (T, F) / (N,), seconds)."""
-    import numpy as np
-    import torch
-
-    if not a.data_path_and_name_and_type:
-        g = torch.Generator().manual_seed(a.seed)
-        frames = int(a.synthetic_seconds * 100)
-        for i in range(a.synthetic_utts):
-            if has_frontend:
-                x = 0.1 * torch.randn(int(a.synthetic_seconds * a.fs), generator=g)
-            else:
-                x = torch.randn(frames, input_size, generator=g)
-            yield f"synthetic{i}", x, a.synthetic_seconds
-        return
-    from espnet2.train.dataset import ESPnetDataset
-
-    entries = [tuple(s.split(",")) for s in a.data_path_and_name_and_type]
-    for e in entries:
-        if len(e) != 3:
-            raise SystemExit(f"--data_path_and_name_and_type {','.join(e)}: need PATH,NAME,TYPE")
-    speech = [e for e in entries if e[1] == "speech"]
-    if not speech:
-        raise SystemExit("--data_path_and_name_and_type: one entry must be named 'speech'")
-    path, _, kind = speech[0]
-    keys = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                keys.append(line.split(maxsplit=1)[0])
-            if len(keys) >= a.max_utts:
-                break
-    ds = ESPnetDataset([speech[0]])
-    for key in keys:
-        x = torch.as_tensor(np.asarray(ds[key][1]["speech"]), dtype=torch.float32)
-        if x.dim() == 1:  # waveform
-            seconds = x.numel() / a.fs
-            if not has_frontend:
-                x = _fbank(x, a.fs, input_size)
-        else:
-            seconds = x.size(0) / 100.0  # 10 ms frames
-        yield key, x, seconds
-
-
-def _fbank(wave, fs: int, n_mels: int):
-    """Log-mel fbank for models trained on precomputed features (no ESPnet frontend)."""
-    import torchaudio
-
-    if wave.abs().max() <= 1.0:
-        wave = wave * 32768.0
-    return torchaudio.compliance.kaldi.fbank(
-        wave[None], num_mel_bins=n_mels, sample_frequency=fs, dither=0.0,
-        frame_length=25.0, frame_shift=10.0,
-    )
-
-
-# --------------------------------------------------------------------------- counting
-
-
-def measure(model, utts, a, trained: bool, title: str):
-    import torch
-
-    from espnet_iml.energy import count_energy
-
-    model.eval()
-    dev = next(model.parameters()).device
-    g = torch.Generator().manual_seed(a.seed)
-    n, seconds, dec_tokens = 0, 0.0, 0
-    with torch.no_grad(), count_energy(model, spike_driven=not a.hooks_only) as counter:
-        for key, x, sec in utts:
-            xs = x[None].to(dev)
-            lens = torch.tensor([x.size(0)], device=dev)
-            enc, enc_lens = model.encode(xs, lens)[:2]
-            if isinstance(enc, tuple):
-                enc = enc[0]
-            hyp = None
-            if getattr(model, "ctc", None) is not None:
-                logp = model.ctc.log_softmax(enc)[0, : int(enc_lens[0])]
-                ids = logp.argmax(-1).tolist()
-                hyp = [t for i, t in enumerate(ids) if t != 0 and (i == 0 or t != ids[i - 1])]
-            if getattr(model, "decoder", None) is not None and not a.no_decoder:
-                if not trained or hyp is None:
-                    length = max(1, round(a.decoder_tokens_per_frame * int(enc_lens[0])))
-                    hyp = torch.randint(1, model.vocab_size - 1, (length,), generator=g).tolist()
-                ys_in = torch.tensor([[model.sos] + hyp], device=dev)
-                model.decoder(enc, enc_lens, ys_in, torch.tensor([ys_in.size(1)], device=dev))
-                dec_tokens += ys_in.size(1)
-            counter.release()
-            n += 1
-            seconds += sec
-            log.info("%s: %s (%.2f s)", title, key, sec)
-    meta = dict(title=title, utterances=n, audio_seconds=round(seconds, 2),
-                decoder_tokens=dec_tokens, trained=trained,
-                encoder_counts="hooks (modelled)" if a.hooks_only or not counter.executed
-                else "spike-driven execution (float64)")
-    return counter.report(meta)
-
-
-# --------------------------------------------------------------------------- main
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     run(argv)
     return 0
@@ -300,19 +117,38 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     import torch
 
     from espnet_iml.energy import markdown_report, plot_report
+    from espnet_iml.energy.inputs import (
+        data_utterances, fresh_models, setting_name, synthetic_utterances, trained_models,
+    )
+    from espnet_iml.energy.measure import measure
+    from espnet_iml.energy.report import comparison_markdown
 
     torch.manual_seed(a.seed)
     # ESPnet prints import-time notices (flash attention) on stdout; stdout is the report.
     with contextlib.redirect_stdout(sys.stderr):
-        models, own, notes, input_size = build_models(a)
+        if trained:
+            models, own, notes, input_size = trained_models(
+                a.asr_train_config, a.asr_model_file, a.frontends == "both", a.device, a.seed)
+        else:
+            models, own, notes, input_size = fresh_models(
+                a.config, a.token_list, a.vocab_size, a.frontends != "own", a.device, a.seed)
     out = a.output_dir
     out.mkdir(parents=True, exist_ok=True)
     reports = {}
     for name, model, is_trained in models:
-        utts = load_utterances(a, input_size, getattr(model, "frontend", None) is not None)
+        has_frontend = getattr(model, "frontend", None) is not None
+        if a.data_path_and_name_and_type:
+            utts = data_utterances(a.data_path_and_name_and_type, a.max_utts, a.fs, input_size,
+                                   has_frontend)
+        else:
+            utts = synthetic_utterances(a.synthetic_utts, a.synthetic_seconds, a.fs,
+                                        input_size, has_frontend, a.seed)
         title = f"{name} ({'trained' if is_trained else 'untrained'})"
-        reports[name] = measure(model, utts, a, is_trained, title)
-    primary = SETTINGS.get(own, "model")
+        reports[name] = measure(model, utts, is_trained, title, spike_driven=not a.hooks_only,
+                                decoder=not a.no_decoder,
+                                decoder_tokens_per_frame=a.decoder_tokens_per_frame,
+                                sram_pj_per_64bit=a.sram_pj_per_64bit, seed=a.seed)
+    primary = setting_name(own)
     has_encoder = "encoder" in reports[primary].totals
     ratio = reports[primary].ratio("encoder") if has_encoder else None
     strict = reports[primary].ratio("encoder", "strict") if has_encoder else None
@@ -325,7 +161,7 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
             log.warning("the spike-driven encoder differs from the float model by %.3g (more "
                         "than %g): its counts may not describe this model; please report it",
                         deviation, DEVIATION_TOLERANCE)
-    head = _comparison(reports, primary, notes, a)
+    head = comparison_markdown(reports, primary, notes)
     md = [head] + [markdown_report(r, r.meta["title"]) for r in reports.values()]
     (out / "energy.md").write_text("\n".join(md))
     (out / "energy.json").write_text(json.dumps(dict(
@@ -343,47 +179,6 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, object]:
     if deviation is not None:
         print(f"spike_driven_max_abs_deviation={deviation:.3g}")
     return dict(reports=reports, ratio=ratio, strict_ratio=strict, primary=primary)
-
-
-def _comparison(reports, primary: str, notes: List[str], a) -> str:
-    from espnet_iml.energy.report import fmt_ratio
-
-    lines = ["# Theoretical inference energy", ""]
-    lines += [f"- {n}" for n in notes]
-    lines += [
-        "- ANN/SNN strict (headline) = every executed operation priced, every multiply "
-        "involving a real value a MAC (4.6 pJ), only event-driven accumulates at 0.9 pJ, "
-        "counted from the spike-driven execution of the encoder; generous = the field's "
-        "convention (synaptic layers only: E_MAC 4.6 pJ, E_AC 0.9 pJ); see "
-        "espnet_iml/energy/models.py for every model",
-        "",
-        "| setting | part | MACs/utt | mean count (AC layers) | mean count (neurons) | "
-        "**ANN/SNN strict** | ANN/SNN generous | + element-wise | + memory | "
-        "qANN/SNN (b = ceil(log2(D+1)) bits) | + memory |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, r in reports.items():
-        n_utt = max(1, r.meta["utterances"])
-        for part, t in r.totals.items():
-            if part == "model" and len(r.totals) == 2:
-                continue
-            mc = t["mean_count_ac_layers"]
-            mn = t["mean_count_neurons"]
-            lines.append(
-                f"| {name}{' (own)' if name == primary else ''} | {part} | "
-                f"{t['macs_valid'] / n_utt / 1e6:.1f} M | {'-' if mc is None else f'{mc:.3f}'} | "
-                f"{'-' if mn is None else f'{mn:.3f}'} | **{fmt_ratio(t['ratio_ann_snn_strict'])}** | "
-                f"{t['ratio_ann_snn']:.3f} | "
-                f"{t['ratio_ann_snn_with_elementwise']:.3f} | "
-                f"{t['ratio_ann_snn_with_memory']:.3f} | {t['ratio_qann_snn']:.3f} | "
-                f"{t['ratio_qann_snn_with_memory']:.3f} |"
-            )
-    r0 = next(iter(reports.values()))
-    lines += ["", f"utterances: {r0.meta['utterances']}, audio: {r0.meta['audio_seconds']} s",
-              ""]
-    if not math.isfinite(reports[primary].totals.get("encoder", {}).get("ratio_ann_snn", 1.0)):
-        lines.append("(no spiking layers)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

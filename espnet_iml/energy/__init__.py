@@ -7,6 +7,8 @@
 * ``models``: picojoule constants and the energy conventions (strict, generous, memory,
   quantized ANN), documented there;
 * ``report``: ``EnergyReport`` (JSON, markdown); ``plots``: its figures.
+* ``inputs``: the models and utterances ``espnet_iml.bin.energy`` measures; ``measure``:
+  one model's counting run over them (batch 1, encoder + CTC + teacher-forced decoder).
 
 Usage::
 

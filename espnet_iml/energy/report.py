@@ -230,3 +230,44 @@ def summary(rep: EnergyReport) -> dict:
                                   "ratio_ann_snn_strict", "ratio_ann_snn", "ratio_qann_snn",
                                   "ratio_ann_snn_with_elementwise", "ratio_ann_snn_with_memory")}
             for p, t in rep.totals.items()}
+
+
+def comparison_markdown(reports: Dict[str, EnergyReport], primary: str, notes: List[str]) -> str:
+    """The head of energy.md: notes, then the per-part ratios of every front-end setting
+    (``primary`` is the model's own)."""
+    lines = ["# Theoretical inference energy", ""]
+    lines += [f"- {n}" for n in notes]
+    lines += [
+        "- ANN/SNN strict (headline) = every executed operation priced, every multiply "
+        "involving a real value a MAC (4.6 pJ), only event-driven accumulates at 0.9 pJ, "
+        "counted from the spike-driven execution of the encoder; generous = the field's "
+        "convention (synaptic layers only: E_MAC 4.6 pJ, E_AC 0.9 pJ); see "
+        "espnet_iml/energy/models.py for every model",
+        "",
+        "| setting | part | MACs/utt | mean count (AC layers) | mean count (neurons) | "
+        "**ANN/SNN strict** | ANN/SNN generous | + element-wise | + memory | "
+        "qANN/SNN (b = ceil(log2(D+1)) bits) | + memory |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in reports.items():
+        n_utt = max(1, r.meta["utterances"])
+        for part, t in r.totals.items():
+            if part == "model" and len(r.totals) == 2:
+                continue
+            mc = t["mean_count_ac_layers"]
+            mn = t["mean_count_neurons"]
+            lines.append(
+                f"| {name}{' (own)' if name == primary else ''} | {part} | "
+                f"{t['macs_valid'] / n_utt / 1e6:.1f} M | {'-' if mc is None else f'{mc:.3f}'} | "
+                f"{'-' if mn is None else f'{mn:.3f}'} | **{fmt_ratio(t['ratio_ann_snn_strict'])}** | "
+                f"{t['ratio_ann_snn']:.3f} | "
+                f"{t['ratio_ann_snn_with_elementwise']:.3f} | "
+                f"{t['ratio_ann_snn_with_memory']:.3f} | {t['ratio_qann_snn']:.3f} | "
+                f"{t['ratio_qann_snn_with_memory']:.3f} |"
+            )
+    r0 = next(iter(reports.values()))
+    lines += ["", f"utterances: {r0.meta['utterances']}, audio: {r0.meta['audio_seconds']} s",
+              ""]
+    if not math.isfinite(reports[primary].totals.get("encoder", {}).get("ratio_ann_snn", 1.0)):
+        lines.append("(no spiking layers)")
+    return "\n".join(lines)
