@@ -3,9 +3,9 @@ synaptic layer as AC or MAC from where its input came from.
 
 What is "spikes" is decided by provenance, not by value: a layer's input is spikes when it
 IS an IMLS neuron's output tensor or a view of it (reshape / transpose / slice). Neuron
-outputs are tracked by storage address with forward hooks; each entry holds a weak
-reference to the output tensor, so an address freed and reused by another tensor is never
-mistaken for spikes. Anything computed from spikes by another op (a sum, a scale) is real.
+outputs are tracked by storage address with forward hooks (``espnet_iml.energy.provenance``);
+each entry holds a weak reference to the output tensor, so an address freed and reused by
+another tensor is never mistaken for spikes. Anything computed from spikes by another op (a sum, a scale) is real.
 
 Matrix products of two spike tensors (Q K^T): the accumulations are driven by the events
 of the LEFT operand (each unit of Q's count adds a row of K), so r is the left operand's
@@ -20,7 +20,8 @@ generator is listed with the element-wise ops. The counts are identical folded o
 These hooks MODEL the element-wise work of a spiking layer (one threshold scale per output,
 for instance); they do not execute it. With ``count_energy(model, spike_driven=True)`` every
 ``IMLSpikeformerEncoder`` inside ``model`` is instead executed by its spike-driven form
-(``espnet_iml.inference``), which counts what it executes; only its counts carry the strict
+(``espnet_iml.inference``, run beside the float model by ``espnet_iml.energy.executed``),
+which counts what it executes; only its counts carry the strict
 convention (``espnet_iml.energy.models``).
 
 Padding. ``macs`` counts the tensors as run. Spike-fed layers are counted by events:
@@ -41,11 +42,8 @@ Usage::
     print(report.to_markdown()); report.save("out_dir")
 """
 
-import copy
 import math
-import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -54,6 +52,8 @@ from torch.nn import functional as F
 
 from espnet_iml.attention import HDRepSSA, MatMul
 from espnet_iml.block import SpikingBlock
+from espnet_iml.energy.executed import execute_alongside
+from espnet_iml.energy.provenance import SpikeRegistry, SpikeSource
 from espnet_iml.energy.records import PARTS_ORDER, WORD_BITS, Tally, spike_bits
 from espnet_iml.imls import IMLSNeuron
 from espnet_iml.norm import MaskedBatchNorm
@@ -101,16 +101,6 @@ def mean_count(counts: torch.Tensor, valid: Optional[torch.Tensor] = None) -> Tu
 
 
 
-@dataclass
-class _Spikes:
-    ref: "weakref.ref"
-    neuron: str
-    counts: torch.Tensor
-    valid: Optional[torch.Tensor]
-    levels: int
-
-
-
 def _is_espnet_mha(m: nn.Module) -> bool:
     attrs = ("linear_q", "linear_k", "linear_v", "linear_out", "h", "d_k")
     return all(hasattr(m, a) for a in attrs)
@@ -139,7 +129,7 @@ class EnergyCounter(Tally):
         super().__init__(root_part, parts, sram_pj_per_64bit)
         self.model = model
         self.exclude = tuple(exclude)
-        self._spikes: Dict[int, _Spikes] = {}
+        self.spikes = SpikeRegistry()
         self._handles = []
         self._recording: Dict[IMLSNeuron, bool] = {}
         # (name prefix, Tally) of the parts executed by a spike-driven form
@@ -203,7 +193,7 @@ class EnergyCounter(Tally):
             if not was:
                 m.last_counts = None
         self._recording.clear()
-        self._spikes.clear()
+        self.spikes.clear()
 
     def _wrap(self, fn, name):
         def hook(module, args, kwargs, output):
@@ -214,72 +204,17 @@ class EnergyCounter(Tally):
     def execute_spike_driven(self, name: str, encoder: nn.Module) -> None:
         """Run ``encoder``'s spike-driven form after each of its forwards, on the same
         inputs, into a tally of its own (merged under ``name`` by ``report``)."""
-        from espnet_iml.inference import spike_driven
-
-        executor = spike_driven(encoder)
-        # The float model in float64 (its eval form, as deployed) on the same inputs: the
-        # spike-driven output must equal it to rounding, on whatever model is being counted
-        # (a trained recipe model included). The largest deviation goes into the report.
-        reference = copy.deepcopy(encoder).to(torch.float64).eval()
-        tally = Tally(root_part="encoder", parts=())
-        tally.executed_parts.append("encoder")
+        tally, handle = execute_alongside(encoder, self._note_deviation)
         self.executed.append((name + "." if name else "", tally))
+        self._handles.append(handle)
 
-        def hook(module, args, kwargs, output):
-            xs = args[0] if args else kwargs["xs_pad"]
-            ilens = args[1] if len(args) > 1 else kwargs["ilens"]
-            with torch.no_grad():
-                got, olens = executor(xs, ilens, tally=tally)[:2]
-                want = reference(xs.to(torch.float64), ilens)[0]
-            if isinstance(got, tuple):
-                got, want = got[0], want[0]
-            valid = torch.arange(got.size(1), device=got.device)[None] < olens[:, None]
-            dev = (got - want).abs()[valid].max().item() if bool(valid.any()) else 0.0
-            self.spike_driven_deviation = max(self.spike_driven_deviation, dev)
+    def _note_deviation(self, dev: float) -> None:
+        self.spike_driven_deviation = max(self.spike_driven_deviation, dev)
 
-        self._handles.append(encoder.register_forward_hook(hook, with_kwargs=True))
-
-    # ----- spike provenance
-    def _register_spikes(self, name, out, counts, valid, levels):
-        key = out.untyped_storage().data_ptr()
-
-        def _forget(_ref, key=key):
-            entry = self._spikes.get(key)
-            if entry is not None and entry.ref is _ref:
-                del self._spikes[key]
-
-        self._spikes[key] = _Spikes(weakref.ref(out, _forget), name, counts, valid, levels)
-
-    def spike_source(
-        self, x: torch.Tensor
-    ) -> Optional[Tuple[str, torch.Tensor, Optional[torch.Tensor], int]]:
+    # ----- spike provenance (espnet_iml.energy.provenance)
+    def spike_source(self, x: torch.Tensor) -> Optional[SpikeSource]:
         """(neuron name, counts, valid mask, D) if ``x`` is an IMLS output or a view of it."""
-        if not isinstance(x, torch.Tensor) or x.numel() == 0:
-            return None
-        entry = self._spikes.get(x.untyped_storage().data_ptr())
-        if entry is None:
-            return None
-        out = entry.ref()
-        if out is None or out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr():
-            return None
-        counts, valid = entry.counts, entry.valid
-        same_view = (
-            x.shape == out.shape
-            and x.stride() == out.stride()
-            and x.storage_offset() == out.storage_offset()
-        )
-        if not same_view:
-            mismatch = counts.stride() != out.stride() or (
-                valid is not None and valid.stride() != out.stride()
-            )
-            if mismatch:
-                # Layouts differ: cannot map the view, use the whole tensor's statistics.
-                return entry.neuron, counts, valid, entry.levels
-            off = x.storage_offset() - out.storage_offset()
-            counts = counts.as_strided(x.shape, x.stride(), counts.storage_offset() + off)
-            if valid is not None:
-                valid = valid.as_strided(x.shape, x.stride(), valid.storage_offset() + off)
-        return entry.neuron, counts, valid, entry.levels
+        return self.spikes.source(x)
 
     # ----- hooks
     def _neuron_hook(self, name, m, args, kwargs, out):
@@ -294,7 +229,7 @@ class EnergyCounter(Tally):
         if mask is not None:
             valid = torch.empty_strided(out.shape, out.stride(), dtype=torch.bool)
             valid.copy_(mask.to(torch.bool).expand(out.shape))
-        self._register_spikes(name, out, counts, valid, m.levels)
+        self.spikes.register(name, out, counts, valid, m.levels)
         self.neurons[name].add(counts[valid] if valid is not None else counts)
         # thresholding: |U| accumulate + compare/round per element, one scale per element
         n = u.numel()
@@ -480,11 +415,11 @@ class EnergyCounter(Tally):
             tally.neurons.clear()
         for st in self.neurons.values():
             st.calls, st.valid, st.count_sum, st.hist = 0, 0, 0.0, []
-        self._spikes.clear()
+        self.spikes.clear()
 
     def release(self) -> None:
         """Drop provenance entries of finished forwards (call between utterances)."""
-        self._spikes.clear()
+        self.spikes.clear()
 
     def report(self, meta: Optional[dict] = None) -> "EnergyReport":
         from espnet_iml.energy.report import EnergyReport
