@@ -121,8 +121,9 @@ def markdown_table(t: AblationTable, title: str, tiny: bool = False) -> str:
         "errors.",
         f"- params: ESPnet's count, in brackets the difference to {t.full}.",
         "- encoder energy ANN/SNN and mean spike count: the energy stage's theoretical "
-        "encoder energy ratio (compute-only convention) and mean spike count of the encoder's "
-        "neurons. `-` for baselines and for the LIF ablation (the energy counter models IMLS "
+        "encoder energy ratio under the strict convention (every multiply with a real operand "
+        "a MAC, counted from the spike-driven execution; docs/efficiency.md) and mean spike "
+        "count of the encoder's neurons. `-` for baselines and for the LIF ablation (the energy counter models IMLS "
         "neurons only).",
         "- Each ablation changes one option of the full model's config (column switch); "
         "everything else, the data and the training recipe are the same.",

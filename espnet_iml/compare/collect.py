@@ -18,7 +18,8 @@ An experiment directory is what egs2/TEMPLATE/asr1/asr.sh writes under ``asr_<ta
   beam search of the decoding config, batch 1;
 * for the spiking encoder, the theoretical energy report of stage 11
   (``<decode dir>/energy/energy.json``, espnet_iml.bin.energy): the encoder's ANN/SNN energy
-  ratio (compute-only convention) and the mean spike count of its neurons' outputs.
+  ratio under the strict convention (the generous one for files written before it existed)
+  and the mean spike count of its neurons' outputs.
 """
 
 import json
