@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from espnet_iml.bench.models import PAPER, build_encoder, make_batch
+from espnet_iml.bench.models import PAPER, build_encoder, encoder_with_ctc, make_batch
 
 SIZES = {s["name"]: dict(s) for s in PAPER}
 # --dry-run: every code path at toy size, on a CPU, in seconds
@@ -56,17 +56,11 @@ def _model_args(cfg: argparse.Namespace, seed: int) -> argparse.Namespace:
 def measure_step(row: str, size: dict, precision: str, cfg: argparse.Namespace) -> dict:
     """Median wall time of a training step (encoder + CTC head, Adam), peak memory and
     throughput (seconds of audio per second) of one model at one precision."""
-    from espnet2.asr.ctc import CTC
-
     device = torch.device(cfg.device)
     args = _model_args(cfg, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    enc = build_encoder(row, size, args).to(device)
-    ctc = CTC(size["vocab"], size["output_size"]).to(device)
+    enc, ctc, opt = encoder_with_ctc(row, size, args, device, lr=1e-4)
     params = sum(p.numel() for p in enc.parameters())
-    opt = torch.optim.Adam(list(enc.parameters()) + list(ctc.parameters()), lr=1e-4)
     xs, lens, ys, ylens = make_batch(args, size["vocab"], device)
-    enc.train()
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)

@@ -83,18 +83,37 @@ def row_label(row: str, a) -> str:
             "iml_real_frontend": "iml_spikeformer, real-valued front end"}[row]
 
 
+def read_feats(scp, n: int) -> list:
+    """The first ``n`` feature matrices of a Kaldi feats.scp, as float tensors."""
+    import kaldiio
+    import torch
+
+    feats = []
+    for _, arr in kaldiio.load_scp_sequential(str(scp)):
+        feats.append(torch.as_tensor(arr, dtype=torch.float32))
+        if len(feats) >= n:
+            break
+    return feats
+
+
+def encoder_with_ctc(row: str, size: dict, a, device, lr: float):
+    """(encoder, CTC head, Adam over both) of a row, seeded with ``a.seed``, in train mode."""
+    import torch
+    from espnet2.asr.ctc import CTC
+
+    torch.manual_seed(a.seed)
+    enc = build_encoder(row, size, a).to(device)
+    ctc = CTC(size["vocab"], size["output_size"]).to(device)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(ctc.parameters()), lr=lr)
+    return enc.train(), ctc.train(), opt
+
+
 def make_batch(a, vocab: int, device):
     import torch
 
     g = torch.Generator().manual_seed(a.seed)
     if a.feats_scp:
-        import kaldiio
-
-        feats = []
-        for _, arr in kaldiio.load_scp_sequential(str(a.feats_scp)):
-            feats.append(torch.as_tensor(arr, dtype=torch.float32))
-            if len(feats) >= a.batch:
-                break
+        feats = read_feats(a.feats_scp, a.batch)
         lens = torch.tensor([f.size(0) for f in feats])
         xs = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
     else:

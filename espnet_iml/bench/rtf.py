@@ -11,21 +11,14 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet_iml.bench.models import fresh_asr_model, row_label
+from espnet_iml.bench.models import fresh_asr_model, read_feats, row_label
 
 
 def rtf_utterances(a):
     import torch
 
     if a.rtf_feats_scp:
-        import kaldiio
-
-        utts = []
-        for _, arr in kaldiio.load_scp_sequential(str(a.rtf_feats_scp)):
-            utts.append(torch.as_tensor(arr, dtype=torch.float32))
-            if len(utts) >= a.rtf_utts:
-                break
-        return utts
+        return read_feats(a.rtf_feats_scp, a.rtf_utts)
     g = torch.Generator().manual_seed(a.seed + 1)
     return [torch.randn(int(a.rtf_seconds * 100), 80, generator=g) for _ in range(a.rtf_utts)]
 

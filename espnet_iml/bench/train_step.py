@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from espnet_iml.bench.models import build_encoder, device_of, make_batch, row_label
+from espnet_iml.bench.models import device_of, encoder_with_ctc, make_batch, row_label
 
 
 def _status_kb(field: str) -> Optional[int]:
@@ -34,19 +34,12 @@ def _reset_peak_rss() -> bool:
 def train_row(row: str, size: dict, a) -> dict:
     import torch
 
-    from espnet2.asr.ctc import CTC
-
-    torch.manual_seed(a.seed)
     dev = device_of(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
-    enc = build_encoder(row, size, a).to(dev)
-    ctc = CTC(size["vocab"], size["output_size"]).to(dev)
+    enc, ctc, opt = encoder_with_ctc(row, size, a, dev, lr=1e-3)
     params = sum(p.numel() for p in enc.parameters())
-    opt = torch.optim.Adam(list(enc.parameters()) + list(ctc.parameters()), lr=1e-3)
     xs, lens, ys, ylens = make_batch(a, size["vocab"], dev)
-    enc.train()
-    ctc.train()
 
     def sync():
         if dev.type == "cuda":
