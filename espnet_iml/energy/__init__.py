@@ -20,9 +20,8 @@ Usage::
     print(report.to_markdown()); report.save("out_dir")
 """
 
-from espnet_iml.energy.counting import (
-    EnergyCounter, conv_macs, count_energy, linear_macs, matmul_macs, mean_count,
-)
+from espnet_iml.energy.counting import EnergyCounter, count_energy
+from espnet_iml.energy.macs import conv_macs, linear_macs, matmul_macs, mean_count
 from espnet_iml.energy.models import (
     E_AC_PJ, E_ADD_PJ, E_MAC_PJ, E_MULT_PJ, SRAM_PJ_PER_64BIT, ac_energy_pj, ann_snn_ratio,
     mac_energy_pj, qmac_energy_pj, sram_pj, strict_pj,

@@ -48,13 +48,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from espnet_iml.attention import HDRepSSA, MatMul
 from espnet_iml.block import SpikingBlock
 from espnet_iml.energy.executed import execute_alongside
+from espnet_iml.energy.macs import (
+    conv_fanout, conv_macs, linear_macs, matmul_macs, mean_count,
+)
 from espnet_iml.energy.provenance import SpikeRegistry, SpikeSource
-from espnet_iml.energy.records import PARTS_ORDER, WORD_BITS, Tally, spike_bits
+from espnet_iml.energy.records import PARTS_ORDER, Tally
 from espnet_iml.imls import IMLSNeuron
 from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.rep import LinearBN, RepTemporalProjection
@@ -62,43 +64,6 @@ from espnet_iml.subsampling import SpikingConv2dSubsampling
 
 # element-wise kinds that only a spiking network executes (its ANN twin has none of them)
 NEURON_KINDS = ("threshold", "scale (threshold fold)")
-
-
-def linear_macs(input_shape: Sequence[int], in_features: int, out_features: int) -> int:
-    """MACs of a Linear applied to an input of ``input_shape`` (..., in_features)."""
-    if input_shape[-1] != in_features:
-        raise ValueError(f"input has {input_shape[-1]} features, layer expects {in_features}")
-    return math.prod(input_shape[:-1]) * in_features * out_features
-
-
-def conv_macs(
-    output_shape: Sequence[int], in_channels: int, groups: int, kernel_size: Sequence[int]
-) -> int:
-    """MACs of a ConvNd with output (B, C_out, *spatial): each output element sums
-    ``in_channels / groups x prod(kernel)`` products."""
-    return math.prod(output_shape) * (in_channels // groups) * math.prod(kernel_size)
-
-
-def matmul_macs(a_shape: Sequence[int], b_shape: Sequence[int]) -> int:
-    """MACs of ``a @ b`` with (..., n, k) @ (..., k, m) and broadcast batch dims."""
-    if len(a_shape) < 2 or len(b_shape) < 2:
-        raise ValueError("matmul_macs needs operands of at least 2 dims")
-    n, k = a_shape[-2:]
-    k2, m = b_shape[-2:]
-    if k != k2:
-        raise ValueError(f"inner dims differ: {k} vs {k2}")
-    batch = torch.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2]))
-    return math.prod(batch) * n * k * m
-
-
-
-def mean_count(counts: torch.Tensor, valid: Optional[torch.Tensor] = None) -> Tuple[float, int]:
-    """(mean count over valid positions, number of valid positions)."""
-    if valid is None:
-        return float(counts.double().mean()), counts.numel()
-    n = int(valid.sum())
-    return (float(counts.double()[valid].sum()) / n if n else 0.0), n
-
 
 
 def _is_espnet_mha(m: nn.Module) -> bool:
@@ -138,9 +103,6 @@ class EnergyCounter(Tally):
         self.spike_driven_deviation = 0.0
 
     # ----- setup
-    def _part(self, name: str) -> str:
-        return self.part(name)
-
     def _excluded(self, name: str) -> bool:
         return any(name == e or name.startswith(e + ".") or e == "" for e in self.exclude)
 
@@ -258,10 +220,6 @@ class EnergyCounter(Tally):
         to the number of MACs each element takes part in, summed (None: uniform fan-out,
         macs / numel). Spike-fed layers are counted by events: AC ops = sum over valid
         input positions of count x fan-out, so padding never adds operations."""
-        st = self.layer(name, kind)
-        st.calls += 1
-        st.macs += macs
-        st.out_elems += out_elems
         src = self.spike_source(driving)
         src_other = self.spike_source(other) if other is not None else None
         if src is None and src_other is not None:  # only the right operand is spikes
@@ -269,10 +227,7 @@ class EnergyCounter(Tally):
             driving, other = other, driving
             fanout = self._matmul_fanout(other, driving, None, left_drives=False)
         if src is None:
-            st.macs_valid += macs
-            st.mac_ops += macs
-            st.nonzero_macs += macs
-            st.act_bits_snn_macs += macs * WORD_BITS
+            self.real_layer(name, kind, macs, out_elems)
             return
         neuron, counts, valid, levels = src
         counts = counts.double()
@@ -280,21 +235,16 @@ class EnergyCounter(Tally):
         if fanout is None:
             fan = macs / counts.numel()
             fanout = lambda v, valid: fan * float(v.sum())  # noqa: E731
-        macs_valid = fanout(valid_f, valid_f)
-        ops = fanout(counts * valid_f, valid_f)
-        nonzero = fanout((counts > 0).double() * valid_f, valid_f)
-        st.spike_calls += 1
-        st.macs_valid += macs_valid
-        st.ac_ops += ops
-        st.nonzero_macs += nonzero
-        st.act_bits_snn_macs += macs_valid * spike_bits(levels)
-        st.spike_levels = levels
-        if src_other is not None:
-            r2, _ = mean_count(src_other[1], src_other[2])
-            st.r_other_sum += macs_valid * r2
-        for n in (neuron, src_other[0] if src_other else None):
-            if n is not None and n not in st.sources:
-                st.sources.append(n)
+        self.spike_layer(
+            name, kind, macs,
+            macs_valid=fanout(valid_f, valid_f),
+            ac_ops=fanout(counts * valid_f, valid_f),
+            nonzero_macs=fanout((counts > 0).double() * valid_f, valid_f),
+            out_elems=out_elems,
+            levels=levels,
+            sources=(neuron,) + ((src_other[0],) if src_other else ()),
+            r_other=mean_count(src_other[1], src_other[2])[0] if src_other else None,
+        )
         # the per-token threshold theta of each spike operand scales the output once
         self._elementwise(
             name + ".theta_scale", "scale (threshold fold)",
@@ -342,7 +292,7 @@ class EnergyCounter(Tally):
     def _conv_hook(self, name, m, args, kwargs, out):
         x = args[0] if args else kwargs.get("input")
         macs = conv_macs(out.shape, m.in_channels, m.groups, m.kernel_size)
-        self._synaptic(name, type(m).__name__, macs, out.numel(), x, fanout=_conv_fanout(m))
+        self._synaptic(name, type(m).__name__, macs, out.numel(), x, fanout=conv_fanout(m))
 
     def _matmul_hook(self, name, m, args, kwargs, out):
         a, b = args[0], args[1]
@@ -357,14 +307,8 @@ class EnergyCounter(Tally):
         scores = b * m.h * t1 * t2
         n_scores = 2 if hasattr(m, "linear_pos") else 1  # rel-pos attention: a second score
         for prod in ("qk", "av") + (("pos",) if n_scores == 2 else ()):
-            st = self.layer(f"{name}.{prod}", "MatMul (attention)")
-            st.calls += 1
-            st.macs += macs
-            st.macs_valid += macs
-            st.mac_ops += macs
-            st.nonzero_macs += macs
-            st.act_bits_snn_macs += macs * WORD_BITS
-            st.out_elems += scores if prod != "av" else b * t1 * m.h * m.d_k
+            out_elems = scores if prod != "av" else b * t1 * m.h * m.d_k
+            self.real_layer(f"{name}.{prod}", "MatMul (attention)", macs, out_elems)
         # scale 1/sqrt(d_k), softmax (exp ~ 1 mult, sum, divide)
         self._elementwise(name + ".softmax", "softmax + scale", mults=3 * scores * n_scores,
                           adds=scores * (1 + n_scores))
@@ -438,28 +382,6 @@ class EnergyCounter(Tally):
         for prefix, tally in self.executed:
             out.merge(tally, prefix)
         return out
-
-
-def _conv_fanout(m: nn.Module):
-    """Summed fan-out of a ConvNd input: each output position sums the inputs in its window
-    over C_in / groups channels for each of C_out / groups output channels, so
-    sum(values x fan-out) = C_out / groups x sum over output positions of the window sums
-    of the channel-summed values (exact at borders and with strides; zero padding adds
-    nothing). Only valid output positions count: those whose window lies entirely on valid
-    input (the frames the encoder's length arithmetic keeps)."""
-    conv = F.conv1d if isinstance(m, nn.Conv1d) else F.conv2d
-    pad = m.padding if not isinstance(m.padding, str) else 0
-
-    def window_sums(v: torch.Tensor) -> torch.Tensor:
-        ones = torch.ones((1, 1) + tuple(m.kernel_size), dtype=v.dtype, device=v.device)
-        return conv(v.sum(1, keepdim=True), ones, None, m.stride, pad, m.dilation)
-
-    def fanout(v: torch.Tensor, valid: torch.Tensor) -> float:
-        full = m.in_channels * math.prod(m.kernel_size) - 0.5
-        out_valid = window_sums(valid) >= full
-        return float((window_sums(v) * out_valid).sum()) * (m.out_channels // m.groups)
-
-    return fanout
 
 
 @contextmanager
