@@ -225,7 +225,7 @@ class EnergyCounter(Tally):
         if src is None and src_other is not None:  # only the right operand is spikes
             src, src_other = src_other, None
             driving, other = other, driving
-            fanout = self._matmul_fanout(other, driving, None, left_drives=False)
+            fanout = self._matmul_fanout(other, driving, left_drives=False)
         if src is None:
             self.real_layer(name, kind, macs, out_elems)
             return
@@ -257,7 +257,7 @@ class EnergyCounter(Tally):
             return src[2].double()
         return torch.ones(x.shape, dtype=torch.float64, device=x.device)
 
-    def _matmul_fanout(self, a, b, _unused, left_drives: bool = True):
+    def _matmul_fanout(self, a, b, left_drives: bool = True):
         """Fan-out of ``a @ b``'s driving operand, restricted to valid positions of the
         other operand (a padded key contributes no MACs to a valid query)."""
         if left_drives:
@@ -297,7 +297,7 @@ class EnergyCounter(Tally):
     def _matmul_hook(self, name, m, args, kwargs, out):
         a, b = args[0], args[1]
         self._synaptic(name, "MatMul", matmul_macs(a.shape, b.shape), out.numel(), a, b,
-                       fanout=self._matmul_fanout(a, b, None))
+                       fanout=self._matmul_fanout(a, b))
 
     def _mha_hook(self, name, m, args, kwargs, out):
         q = args[0] if args else kwargs["query"]
