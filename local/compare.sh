@@ -13,7 +13,7 @@
 #   2  size check: each model's parameters against IML-Spikeformer's (a warning outside ±10 %)
 #   3  training, decoding and scoring of every seed of every model (./run.sh --stage 7 with
 #      --asr_tag compare_<model>_seed<N> and --asr_args "--seed N"; the energy stage for the
-#      spiking model only, not for neuron: lif). Finished runs (compare.done in the
+#      spiking model only). Finished runs (compare.done in the
 #      experiment) are skipped, an interrupted training resumes from its checkpoint.pth:
 #      re-run the same command. Each run records what it was trained with (compare.recipe:
 #      the config's checksum and the options); a run recorded with another config or other
@@ -236,10 +236,9 @@ Nothing was trained. To redo them with the current recipe, move or remove them (
             fi
             _cfg=$(config_of "${m}")
             _opts=()
-            # The energy report (asr.sh stage 11) is for the spiking encoder with IMLS neurons
-            # only: the energy counter does not model the LIF neurons of neuron: lif.
-            if ! grep -Eq '^encoder:[[:space:]]*iml_spikeformer' "${_cfg}" \
-                || grep -Eq '^[[:space:]]+neuron:[[:space:]]*lif' "${_cfg}"; then
+            # The energy report (asr.sh stage 11) is for the spiking encoder (IMLS or LIF
+            # neurons); a baseline's would say ratio 1.
+            if ! grep -Eq '^encoder:[[:space:]]*iml_spikeformer' "${_cfg}"; then
                 _opts=(--energy false)
             fi
             echo "[compare] stage 3: ${m} seed ${seed}: training and decoding -> ${exp} (log: ${cmp_dir}/logs/${tag}.log)"

@@ -24,6 +24,10 @@ for instance); they do not execute it. With ``count_energy(model, spike_driven=T
 which counts what it executes; only its counts carry the strict
 convention (``espnet_iml.energy.models``).
 
+A T-step binary LIF encoder (``neuron: lif``) is counted by these hooks too: its neurons'
+outputs are spikes (one bit a step), every layer is counted as run over the T steps, and
+``combined`` converts the ANN side to the one-step twin (``espnet_iml.energy.timesteps``).
+
 Padding. ``macs`` counts the tensors as run. Spike-fed layers are counted by events:
 AC ops = sum over valid input positions of count x fan-out, and ``macs_valid`` = the MACs
 that touch valid inputs (Linear: valid tokens; ConvNd: valid output positions, i.e. windows
@@ -57,7 +61,9 @@ from espnet_iml.energy.macs import (
 )
 from espnet_iml.energy.provenance import SpikeRegistry, SpikeSource
 from espnet_iml.energy.records import PARTS_ORDER, Tally
+from espnet_iml.energy.timesteps import one_step_twin, same_every_step
 from espnet_iml.imls import IMLSNeuron
+from espnet_iml.lif import MultiStepEncoder, MultiStepLIF
 from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.rep import LinearBN, RepTemporalProjection
 from espnet_iml.subsampling import SpikingConv2dSubsampling
@@ -101,12 +107,22 @@ class EnergyCounter(Tally):
         self.executed: List[Tuple[str, Tally]] = []
         # largest |spike-driven - float64 model| over valid output frames seen so far
         self.spike_driven_deviation = 0.0
+        # T-step encoders (neuron: lif) by module name, and their real-fed layers whose
+        # input was the same at every step (espnet_iml.energy.timesteps)
+        self.multistep: Dict[str, int] = {}
+        self._computed_once: set = set()
 
     # ----- setup
     def _excluded(self, name: str) -> bool:
         return any(name == e or name.startswith(e + ".") or e == "" for e in self.exclude)
 
     def attach(self) -> "EnergyCounter":
+        from espnet_iml.encoder import IMLSpikeformerEncoder
+
+        self.multistep = {
+            name: m.timesteps for name, m in self.model.named_modules()
+            if isinstance(m, (IMLSpikeformerEncoder, MultiStepEncoder)) and m.timesteps > 1
+        }
         inside_unit = set()
         for m in self.model.modules():
             if isinstance(m, (LinearBN, RepTemporalProjection)):
@@ -120,6 +136,9 @@ class EnergyCounter(Tally):
                 m.recording = True
                 self.neuron(name, m.levels)
                 hook = self._neuron_hook
+            elif isinstance(m, MultiStepLIF):
+                self.neuron(name, m.timesteps)
+                hook = self._lif_hook
             elif isinstance(m, (nn.Linear, LinearBN, RepTemporalProjection)):
                 hook = self._linear_hook
             elif isinstance(m, (nn.Conv1d, nn.Conv2d)):
@@ -202,6 +221,34 @@ class EnergyCounter(Tally):
         else:
             self._elementwise(name + ".threshold", "threshold", mults=n, adds=n, activations=n)
 
+    def _lif_hook(self, name, m, args, kwargs, out):
+        """A T-step binary LIF neuron: its output (T x B, ...) is 1-bit spikes, counted as
+        run; its firing statistic is each position's spike count over the T steps (0..T)."""
+        u = args[0] if args else kwargs["u"]
+        mask = args[1] if len(args) > 1 else kwargs.get("mask")
+        spikes = torch.empty_strided(out.shape, out.stride(), dtype=out.dtype).copy_(out)
+        valid = None
+        if mask is not None:
+            valid = torch.empty_strided(out.shape, out.stride(), dtype=torch.bool)
+            valid.copy_(mask.to(torch.bool).expand(out.shape))
+        self.spikes.register(name, out, spikes, valid, 1)
+        t = m.timesteps
+        per_position = spikes.reshape(t, -1).sum(0)
+        if valid is not None:  # the mask is the same at every step (repeated lengths)
+            per_position = per_position[valid.reshape(t, -1)[0]]
+        self.neurons[name].add(per_position)
+        # per element and step: the leak (one multiply by 1 / tau), the charge (two adds),
+        # the threshold comparison (one); the hard reset is a conditional write
+        n = u.numel()
+        self._elementwise(name + ".threshold", "threshold", mults=n, adds=3 * n, activations=n)
+
+    def _steps(self, name: str) -> int:
+        """T of the multi-step encoder ``name`` belongs to (1: none)."""
+        for prefix, t in self.multistep.items():
+            if prefix == "" or name == prefix or name.startswith(prefix + "."):
+                return t
+        return 1
+
     @staticmethod
     def _reduced_size(u, dims) -> int:
         return math.prod(u.shape[d] for d in dims)
@@ -227,6 +274,9 @@ class EnergyCounter(Tally):
             driving, other = other, driving
             fanout = self._matmul_fanout(other, driving, left_drives=False)
         if src is None:
+            t = self._steps(name)
+            if t > 1 and all(same_every_step(x, t) for x in (driving, other) if x is not None):
+                self._computed_once.add(name)
             self.real_layer(name, kind, macs, out_elems)
             return
         neuron, counts, valid, levels = src
@@ -374,13 +424,17 @@ class EnergyCounter(Tally):
         return EnergyReport.build(self.combined(), meta)
 
     def combined(self) -> Tally:
-        """The hooks' records and those of every spike-driven execution, in one tally."""
-        if not self.executed:
+        """The hooks' records and those of every spike-driven execution, in one tally;
+        a T-step encoder's records converted to the one-step ANN twin's convention."""
+        if not self.executed and not self.multistep:
             return self
         out = Tally(self.root_part, self.parts, self.sram_pj_per_64bit)
         out.merge(self)
         for prefix, tally in self.executed:
             out.merge(tally, prefix)
+        for prefix, t in self.multistep.items():
+            one_step_twin(out, prefix, t, self._computed_once)
+            out.multistep_parts[out.part(prefix)] = t
         return out
 
 
@@ -389,16 +443,19 @@ def count_energy(model: nn.Module, spike_driven: bool = False, **kwargs) -> Iter
     """Context manager: hooks ``model`` and yields an ``EnergyCounter``; hooks and the
     neurons' ``recording`` flags are restored on exit. Use under ``torch.no_grad()``.
 
-    ``spike_driven``: every ``IMLSpikeformerEncoder`` in ``model`` (``model`` itself
-    included) is also executed, on the same inputs, by its spike-driven form, and ITS
-    counts (the ops it executed) replace the hooks' for that encoder; the float encoder's
-    output still goes on to the rest of the model. Other kwargs: ``EnergyCounter``'s."""
+    ``spike_driven``: every ``IMLSpikeformerEncoder`` with IMLS neurons in ``model``
+    (``model`` itself included) is also executed, on the same inputs, by its spike-driven
+    form, and ITS counts (the ops it executed) replace the hooks' for that encoder; the
+    float encoder's output still goes on to the rest of the model. An encoder with LIF
+    neurons (``neuron: lif``) has no spike-driven form: the hooks count it. Other kwargs:
+    ``EnergyCounter``'s."""
     encoders = []
     if spike_driven:
         from espnet_iml.encoder import IMLSpikeformerEncoder
 
         encoders = [(n, m) for n, m in model.named_modules()
-                    if isinstance(m, IMLSpikeformerEncoder)]
+                    if isinstance(m, IMLSpikeformerEncoder)
+                    and not any(isinstance(c, MultiStepLIF) for c in m.modules())]
         kwargs["exclude"] = tuple(kwargs.get("exclude", ())) + tuple(n for n, _ in encoders)
     counter = EnergyCounter(model, **kwargs).attach()
     for name, enc in encoders:

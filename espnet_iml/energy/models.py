@@ -112,11 +112,12 @@ def ann_snn_ratio(e_ann: float, e_snn: float) -> float:
 
 def layer_energy(st: LayerStat, pj64: float) -> dict:
     """Energies (pJ) of one synaptic layer under the generous, memory and qANN models."""
-    spiked_macs = st.macs_valid - st.mac_ops
+    spiked_macs = st.spiked_macs
+    real_macs = st.macs_valid - spiked_macs  # the twins' real-fed MACs
     bq = spike_bits(st.spike_levels) if st.spike_levels else WORD_BITS
     e_snn = E_AC_PJ * st.ac_ops + E_MAC_PJ * st.mac_ops
     e_ann = E_MAC_PJ * st.macs_valid
-    e_qann = qmac_energy_pj(spiked_macs, bq) + E_MAC_PJ * st.mac_ops
+    e_qann = qmac_energy_pj(spiked_macs, bq) + E_MAC_PJ * real_macs
     out_bits = st.out_elems * WORD_BITS
     # SNN: weight read per non-zero driving input (real-fed calls: per MAC), input read at
     # its bit width per MAC position, output write.

@@ -50,6 +50,10 @@ def plot_report(rep, out_dir, prefix: str = "energy") -> List[Path]:
                 "ANN": [t["e_ann_pj"], 0.0, el, t["mem_ann_pj"]],
                 "qANN": [t["e_qann_pj"], 0.0, el, t["mem_qann_pj"]],
             }
+            if with_memory and t["mem_snn_pj"] is None:  # a T-step SNN: no memory model
+                ax.text(i, 0.0, "memory not modelled\n(T-step SNN)", ha="center",
+                        va="bottom", fontsize=7)
+                continue
             for j, (label, vals) in enumerate(stacks.items()):
                 _stack(ax, i + (j - 1) * width, width, vals if with_memory else vals[:3],
                        colors, labels if (i == 0 and j == 0) else None, label)
@@ -58,7 +62,8 @@ def plot_report(rep, out_dir, prefix: str = "energy") -> List[Path]:
         ax.set_ylabel("energy (uJ, summed over the input)")
         ax.set_title("generous + element-wise" if not with_memory else "+ memory (SRAM model)",
                      fontsize=9)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle(rep.meta.get("title", "energy breakdown"), fontsize=9)
     fig.tight_layout()
     p = out_dir / f"{prefix}_breakdown.png"

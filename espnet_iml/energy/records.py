@@ -24,7 +24,7 @@ price them):
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -44,6 +44,7 @@ class LayerStat:
     macs_valid: float = 0.0  # MACs at valid input positions (= macs for real-fed calls)
     ac_ops: float = 0.0  # accumulates driven by spike events (sum of event fan-outs)
     mac_ops: float = 0.0  # MACs of real-fed calls
+    ann_mac_ops: Optional[float] = None  # the ANN twin's share of them where it differs
     r_other_sum: float = 0.0  # MAC-weighted count of the second spike operand (Q K^T)
     nonzero_macs: float = 0.0  # MACs whose driving input is non-zero (SNN weight reads)
     out_elems: int = 0
@@ -58,9 +59,14 @@ class LayerStat:
         return "AC" if self.spike_calls == self.calls else "mixed"
 
     @property
+    def spiked_macs(self) -> float:
+        """The ANN twin's MACs at the positions the SNN feeds with spikes."""
+        return self.macs_valid - (self.mac_ops if self.ann_mac_ops is None else self.ann_mac_ops)
+
+    @property
     def mean_count(self) -> Optional[float]:
         """MAC-weighted mean spike count of the input over spike-fed calls."""
-        spiked = self.macs_valid - self.mac_ops
+        spiked = self.spiked_macs
         return self.ac_ops / spiked if spiked > 0 else None
 
 
@@ -138,6 +144,8 @@ class Tally:
         self.neurons: "OrderedDict[str, NeuronStat]" = OrderedDict()
         # parts whose counts come from an execution of every op (the spike-driven encoder)
         self.executed_parts: List[str] = []
+        # parts that are T-step SNNs, with their T (espnet_iml.energy.timesteps)
+        self.multistep_parts: Dict[str, int] = {}
 
     def part(self, name: str) -> str:
         top = name.split(".", 1)[0]

@@ -13,6 +13,10 @@ from espnet_iml.energy.models import (
 )
 from espnet_iml.energy.records import PARTS_ORDER, Tally
 
+# per-layer and per-part memory numbers (None for a T-step SNN)
+MEMORY_KEYS = (("mem_snn", "mem_ann", "mem_qann"),
+               ("mem_snn_pj", "mem_ann_pj", "mem_qann_pj", "ratio_ann_snn_with_memory",
+                "ratio_qann_snn_with_memory"))
 RATIO_KEYS = dict(strict="ratio_ann_snn_strict", compute="ratio_ann_snn",
                   elementwise="ratio_ann_snn_with_elementwise",
                   memory="ratio_ann_snn_with_memory", qann="ratio_qann_snn")
@@ -36,14 +40,14 @@ class EnergyReport:
         for st in tally.layers.values():
             row = dict(
                 name=st.name, kind=st.kind, part=st.part, op_class=st.op_class, calls=st.calls,
-                macs=st.macs, macs_valid=st.macs_valid, ac_macs=st.macs_valid - st.mac_ops,
+                macs=st.macs, macs_valid=st.macs_valid, ac_macs=st.spiked_macs,
                 mac_macs=st.mac_ops, ac_ops=st.ac_ops, mean_count=st.mean_count,
                 mean_count_other_operand=(
-                    st.r_other_sum / (st.macs_valid - st.mac_ops) if st.r_other_sum else None
+                    st.r_other_sum / st.spiked_macs if st.r_other_sum else None
                 ),
                 nonzero_fraction=(
-                    (st.nonzero_macs - st.mac_ops) / (st.macs_valid - st.mac_ops)
-                    if st.macs_valid > st.mac_ops else None
+                    (st.nonzero_macs - st.mac_ops) / st.spiked_macs
+                    if st.spiked_macs > 0 else None
                 ),
                 spike_sources=list(st.sources),
             )
@@ -74,6 +78,12 @@ class EnergyReport:
             layers, elementwise, neurons,
             executed=all(t["ratio_ann_snn_strict"] is not None for t in totals.values()),
         )
+        # no memory model for a T-step SNN (espnet_iml.energy.timesteps)
+        for p in list(tally.multistep_parts) + (["model"] if tally.multistep_parts else []):
+            totals[p].update({k: None for k in MEMORY_KEYS[1]})
+        for row in layers:
+            if row["part"] in tally.multistep_parts:
+                row.update({k: None for k in MEMORY_KEYS[0]})
         constants = dict(E_MAC_pJ=E_MAC_PJ, E_AC_pJ=E_AC_PJ, E_MULT_pJ=E_MULT_PJ,
                          E_ADD_pJ=E_ADD_PJ, SRAM_pJ_per_64bit=pj64, source=SOURCE)
         return cls(layers, elementwise, neurons, totals, constants, dict(meta))
@@ -161,8 +171,9 @@ def markdown_report(rep: EnergyReport, title: Optional[str] = None, layer_rows: 
             f"**{fmt_ratio(t['ratio_ann_snn_strict'])}** | {fmt_pj(t['e_snn_strict_pj'])} | "
             f"{fmt_pj(t['e_ann_strict_pj'])} | {t['ratio_ann_snn']:.3f} | "
             f"{fmt_pj(t['e_snn_pj'])} | {fmt_pj(t['e_ann_pj'])} | "
-            f"{t['ratio_ann_snn_with_elementwise']:.3f} | {t['ratio_ann_snn_with_memory']:.3f} | "
-            f"{t['ratio_qann_snn']:.3f} | {t['ratio_qann_snn_with_memory']:.3f} |"
+            f"{t['ratio_ann_snn_with_elementwise']:.3f} | "
+            f"{fmt_ratio(t['ratio_ann_snn_with_memory'])} | "
+            f"{t['ratio_qann_snn']:.3f} | {fmt_ratio(t['ratio_qann_snn_with_memory'])} |"
         )
     lines += [
         "",
@@ -190,8 +201,9 @@ def markdown_report(rep: EnergyReport, title: Optional[str] = None, layer_rows: 
         )
     lines.append("")
     if rep.neurons:
-        lines += ["### Firing (IMLS neurons, mean spike count per neuron over valid positions)",
-                  "", "| neuron | mean count | share at 0..D |", "|---|---|---|"]
+        lines += ["### Firing (mean spike count per neuron over valid positions: an IMLS "
+                  "neuron's count in 0..D, a T-step LIF neuron's spikes over its T steps)",
+                  "", "| neuron | mean count | share at 0..D (0..T) |", "|---|---|---|"]
         for n in rep.neurons:
             tot = sum(n["level_histogram"]) or 1
             share = " / ".join(f"{h / tot:.2f}" for h in n["level_histogram"])
@@ -262,8 +274,8 @@ def comparison_markdown(reports: Dict[str, EnergyReport], primary: str, notes: L
                 f"{'-' if mn is None else f'{mn:.3f}'} | **{fmt_ratio(t['ratio_ann_snn_strict'])}** | "
                 f"{t['ratio_ann_snn']:.3f} | "
                 f"{t['ratio_ann_snn_with_elementwise']:.3f} | "
-                f"{t['ratio_ann_snn_with_memory']:.3f} | {t['ratio_qann_snn']:.3f} | "
-                f"{t['ratio_qann_snn_with_memory']:.3f} |"
+                f"{fmt_ratio(t['ratio_ann_snn_with_memory'])} | {t['ratio_qann_snn']:.3f} | "
+                f"{fmt_ratio(t['ratio_qann_snn_with_memory'])} |"
             )
     r0 = next(iter(reports.values()))
     lines += ["", f"utterances: {r0.meta['utterances']}, audio: {r0.meta['audio_seconds']} s",
