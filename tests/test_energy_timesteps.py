@@ -60,7 +60,8 @@ def test_toy_two_step_snn_worked_by_hand():
     # the quantized twin: counts over 2 steps take 3 levels, 2 bits
     assert t["ratio_qann_snn"] == pytest.approx((4.6 * 40 * 2 / 32 + 4.6 * 50) / e_snn)
     # the neuron: per element and step one multiply and three adds; the twin one ReLU
-    thr = next(e for e in rep.elementwise if e["kind"] == "threshold")
+    (thr,) = rep.elementwise  # 0 / 1 spikes: no threshold scale after lin2
+    assert thr["kind"] == "threshold"
     assert (thr["mults"], thr["adds"], thr["ann_mults"], thr["ann_adds"]) == (20, 60, 0, 10)
     # no execution and no memory model for a T-step SNN
     assert t["ratio_ann_snn_strict"] is None and t["ratio_ann_snn_with_memory"] is None

@@ -111,6 +111,7 @@ class EnergyCounter(Tally):
         # input was the same at every step (espnet_iml.energy.timesteps)
         self.multistep: Dict[str, int] = {}
         self._computed_once: set = set()
+        self._lif_neurons: set = set()  # names of the MultiStepLIF neurons
 
     # ----- setup
     def _excluded(self, name: str) -> bool:
@@ -138,6 +139,7 @@ class EnergyCounter(Tally):
                 hook = self._neuron_hook
             elif isinstance(m, MultiStepLIF):
                 self.neuron(name, m.timesteps)
+                self._lif_neurons.add(name)
                 hook = self._lif_hook
             elif isinstance(m, (nn.Linear, LinearBN, RepTemporalProjection)):
                 hook = self._linear_hook
@@ -285,6 +287,7 @@ class EnergyCounter(Tally):
         if fanout is None:
             fan = macs / counts.numel()
             fanout = lambda v, valid: fan * float(v.sum())  # noqa: E731
+        sources = (neuron,) + ((src_other[0],) if src_other else ())
         self.spike_layer(
             name, kind, macs,
             macs_valid=fanout(valid_f, valid_f),
@@ -292,14 +295,15 @@ class EnergyCounter(Tally):
             nonzero_macs=fanout((counts > 0).double() * valid_f, valid_f),
             out_elems=out_elems,
             levels=levels,
-            sources=(neuron,) + ((src_other[0],) if src_other else ()),
+            sources=sources,
             r_other=mean_count(src_other[1], src_other[2])[0] if src_other else None,
         )
-        # the per-token threshold theta of each spike operand scales the output once
-        self._elementwise(
-            name + ".theta_scale", "scale (threshold fold)",
-            mults=out_elems * (1 + (src_other is not None)),
-        )
+        # the per-token threshold theta of each IMLS operand scales the output once (LIF
+        # spikes are 0 / 1: nothing to scale)
+        scaled = sum(s not in self._lif_neurons for s in sources)
+        if scaled:
+            self._elementwise(name + ".theta_scale", "scale (threshold fold)",
+                              mults=out_elems * scaled)
 
     def _valid_or_ones(self, x: torch.Tensor) -> torch.Tensor:
         src = self.spike_source(x)

@@ -34,7 +34,8 @@ def same_every_step(x: torch.Tensor, timesteps: int) -> bool:
     return bool((steps == steps[:1]).all())
 
 
-def one_step_twin(tally: Tally, prefix: str, timesteps: int, computed_once: Collection[str]) -> None:
+def one_step_twin(tally: Tally, prefix: str, timesteps: int,
+                  computed_once: Collection[str]) -> None:
     """Convert, in place, the records under ``prefix`` (a T-step encoder's module name, ""
     for the whole tally) from "as run, T times" to the convention above."""
     t = float(timesteps)
