@@ -123,8 +123,9 @@ def markdown_table(t: AblationTable, title: str, tiny: bool = False) -> str:
         "- encoder energy ANN/SNN and mean spike count: the energy stage's theoretical "
         "encoder energy ratio under the strict convention (every multiply with a real operand "
         "a MAC, counted from the spike-driven execution; docs/efficiency.md) and mean spike "
-        "count of the encoder's neurons. `-` for baselines and for the LIF ablation (the energy counter models IMLS "
-        "neurons only).",
+        "count of the encoder's neurons. `-` energy for baselines, and for a LIF ablation, "
+        "which has no spike-driven form: its energy report (hooks only) gives the generous "
+        "ratio. A LIF row's spike count is per neuron and position over its T steps.",
         "- Each ablation changes one option of the full model's config (column switch); "
         "everything else, the data and the training recipe are the same.",
         "",
