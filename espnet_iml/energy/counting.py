@@ -61,7 +61,7 @@ from espnet_iml.energy.macs import (
 )
 from espnet_iml.energy.provenance import SpikeRegistry, SpikeSource
 from espnet_iml.energy.records import PARTS_ORDER, Tally
-from espnet_iml.energy.timesteps import one_step_twin, same_every_step
+from espnet_iml.energy.timesteps import is_under, one_step_twin, same_every_step
 from espnet_iml.imls import IMLSNeuron
 from espnet_iml.lif import MultiStepEncoder, MultiStepLIF
 from espnet_iml.norm import MaskedBatchNorm
@@ -115,7 +115,7 @@ class EnergyCounter(Tally):
 
     # ----- setup
     def _excluded(self, name: str) -> bool:
-        return any(name == e or name.startswith(e + ".") or e == "" for e in self.exclude)
+        return any(is_under(name, e) for e in self.exclude)
 
     def attach(self) -> "EnergyCounter":
         from espnet_iml.encoder import IMLSpikeformerEncoder
@@ -246,10 +246,7 @@ class EnergyCounter(Tally):
 
     def _steps(self, name: str) -> int:
         """T of the multi-step encoder ``name`` belongs to (1: none)."""
-        for prefix, t in self.multistep.items():
-            if prefix == "" or name == prefix or name.startswith(prefix + "."):
-                return t
-        return 1
+        return next((t for prefix, t in self.multistep.items() if is_under(name, prefix)), 1)
 
     @staticmethod
     def _reduced_size(u, dims) -> int:

@@ -26,6 +26,11 @@ import torch
 from espnet_iml.energy.records import Tally
 
 
+def is_under(name: str, prefix: str) -> bool:
+    """True if module ``name`` is ``prefix`` or inside it ("" holds every module)."""
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
 def same_every_step(x: torch.Tensor, timesteps: int) -> bool:
     """True if ``x`` (T x B, ...) holds the same values in each of its T copies."""
     if x.dim() == 0 or x.size(0) % timesteps:
@@ -39,12 +44,8 @@ def one_step_twin(tally: Tally, prefix: str, timesteps: int,
     """Convert, in place, the records under ``prefix`` (a T-step encoder's module name, ""
     for the whole tally) from "as run, T times" to the convention above."""
     t = float(timesteps)
-
-    def under(name: str) -> bool:
-        return prefix == "" or name == prefix or name.startswith(prefix + ".")
-
     for st in tally.layers.values():
-        if not under(st.name):
+        if not is_under(st.name, prefix):
             continue
         st.macs = int(round(st.macs / t))
         st.macs_valid /= t
@@ -57,6 +58,6 @@ def one_step_twin(tally: Tally, prefix: str, timesteps: int,
             st.act_bits_snn_macs /= t
             st.out_elems = int(round(st.out_elems / t))
     for e in tally.elementwise.values():
-        if under(e.name):
+        if is_under(e.name, prefix):
             e.ann_mults /= t
             e.ann_adds /= t
