@@ -246,3 +246,11 @@ def test_missing_theta_is_caught(busy, monkeypatch):
 
     monkeypatch.setattr(events, "scale_tokens", no_theta)
     assert _max_error(enc) > 1e-6
+
+
+def test_lif_encoder_gets_a_clear_error():
+    # A T-step LIF encoder has no spike-driven form; the executor must say so and point to
+    # the hooks, not fail inside with an AttributeError.
+    enc = IMLSpikeformerEncoder(IDIM, **{**TINY, "neuron": "lif", "lif_timesteps": 2})
+    with pytest.raises(ValueError, match="neuron: lif .*hooks_only"):
+        spike_driven(enc)

@@ -32,6 +32,15 @@ class SpikeDrivenEncoder(nn.Module):
 
     def __init__(self, encoder: IMLSpikeformerEncoder):
         super().__init__()
+        if getattr(encoder, "timesteps", 1) != 1:
+            # neuron: lif runs T binary steps; the executor here replays one step of
+            # multi-level IMLS spikes, so it has nothing correct to run for it.
+            raise ValueError(
+                f"spike-driven inference runs IMLS neurons only; this encoder has neuron: lif "
+                f"({encoder.timesteps} timesteps). Count its energy with the forward hooks: "
+                f"count_energy(model) without spike_driven, or python -m espnet_iml.bin.energy "
+                f"--hooks_only"
+            )
         if encoder.interctc_use_conditioning:
             raise NotImplementedError(
                 "spike-driven inference: self-conditioned intermediate CTC is not supported"
