@@ -53,8 +53,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from espnet_iml.attention import HDRepSSA, MatMul
-from espnet_iml.block import SpikingBlock
+from espnet_iml.attention import MatMul
+from espnet_iml.energy.elementwise import elementwise_ops_of
 from espnet_iml.energy.executed import execute_alongside
 from espnet_iml.energy.macs import (
     conv_fanout, conv_macs, linear_macs, matmul_macs, mean_count,
@@ -64,9 +64,7 @@ from espnet_iml.energy.records import PARTS_ORDER, Tally
 from espnet_iml.energy.timesteps import is_under, one_step_twin, same_every_step
 from espnet_iml.imls import IMLSNeuron
 from espnet_iml.lif import MultiStepEncoder, MultiStepLIF
-from espnet_iml.norm import MaskedBatchNorm
 from espnet_iml.rep import LinearBN, RepTemporalProjection
-from espnet_iml.subsampling import SpikingConv2dSubsampling
 
 # element-wise kinds that only a spiking network executes (its ANN twin has none of them)
 NEURON_KINDS = ("threshold", "scale (threshold fold)")
@@ -149,18 +147,8 @@ class EnergyCounter(Tally):
                 hook = self._matmul_hook
             elif _is_espnet_mha(m):
                 hook = self._mha_hook
-            elif isinstance(m, MaskedBatchNorm):
-                hook = self._bn_hook
-            elif isinstance(m, nn.LayerNorm):
-                hook = self._layernorm_hook
-            elif isinstance(m, HDRepSSA):
-                hook = self._ssa_hook
-            elif isinstance(m, SpikingBlock):
-                hook = self._residual_hook
-            elif isinstance(m, SpikingConv2dSubsampling):
-                hook = self._subsampling_hook
-            elif isinstance(m, (nn.ReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid)):
-                hook = self._activation_hook
+            elif elementwise_ops_of(m) is not None:
+                hook = self._elementwise_hook
             if hook is not None:
                 self._handles.append(
                     m.register_forward_hook(self._wrap(hook, name), with_kwargs=True)
@@ -364,40 +352,9 @@ class EnergyCounter(Tally):
         self._elementwise(name + ".softmax", "softmax + scale", mults=3 * scores * n_scores,
                           adds=scores * (1 + n_scores))
 
-    def _bn_hook(self, name, m, args, kwargs, out):
-        self._elementwise(name, "norm (BatchNorm affine)", mults=out.numel(), adds=out.numel())
-
-    def _layernorm_hook(self, name, m, args, kwargs, out):
-        n = out.numel()
-        self._elementwise(name, "norm (LayerNorm)", mults=3 * n, adds=4 * n)
-
-    def _ssa_hook(self, name, m, args, kwargs, out):
-        s = args[0] if args else kwargs["s"]
-        b, t, _ = s.shape
-        scores = b * m.heads * t * t
-        self._elementwise(name + ".scale", "attention scale", mults=scores)
-        if m.gammas is not None or m.causal:
-            self._elementwise(name + ".decay_mask", "decay mask", mults=scores)
-
-    def _residual_hook(self, name, m, args, kwargs, out):
-        self._elementwise(name + ".residual", "residual add", adds=2 * out.numel())
-
-    def _subsampling_hook(self, name, m, args, kwargs, out):
-        if not m.spiking:  # two ReLUs, functional inside the module
-            c = m.conv2.out_channels
-            f = m.out.in_features
-            x = args[0] if args else kwargs["xs"]
-            t1 = (x.size(1) - 1) // 2
-            f1 = (x.size(2) - 1) // 2
-            relu = x.size(0) * c * t1 * f1 + out[0].size(0) * out[0].size(1) * f
-            self._elementwise(name + ".relu", "activation", adds=relu)
-
-    def _activation_hook(self, name, m, args, kwargs, out):
-        n = out.numel()
-        if isinstance(m, nn.ReLU):
-            self._elementwise(name, "activation", adds=n)
-        else:
-            self._elementwise(name, "activation", mults=3 * n, adds=n)
+    def _elementwise_hook(self, name, m, args, kwargs, out):
+        for suffix, kind, mults, adds in elementwise_ops_of(m)(m, args, kwargs, out):
+            self._elementwise(name + suffix, kind, mults=mults, adds=adds)
 
     # ----- results
     def reset(self) -> None:
