@@ -4,6 +4,8 @@
 * ``counting``: the hook-based counter (``count_energy``), which observes a float model,
   and, with ``spike_driven=True``, runs each IML-Spikeformer encoder's spike-driven form
   (``espnet_iml.inference``) and takes that encoder's counts from what it executed;
+  ``elementwise``: the norms, attention scale, residual adds and activations it models;
+  ``timesteps``: a T-step LIF encoder's counts against its one-step ANN twin;
 * ``provenance``: which tensors are spikes (neuron outputs and their views);
   ``executed``: the spike-driven run beside the float model, checked against it;
 * ``models``: picojoule constants and the energy conventions (strict, generous, memory,
