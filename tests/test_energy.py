@@ -378,3 +378,29 @@ def test_model_info_leaves_no_temporary_directory(tmp_path, monkeypatch, capsys)
     assert counts["ctc"] == 10 * 16 + 10 and counts["total"] == sum(v for k, v in counts.items() if k != "total")
     assert list(scratch.iterdir()) == []
     assert "total:" in capsys.readouterr().out
+
+
+def test_elementwise_ops_of_norms_activations_and_attention_by_hand():
+    # Written out per element (espnet_iml/energy/elementwise.py): LayerNorm 3 multiplies and 4
+    # adds, ReLU 1 add, SiLU 3 multiplies and 1 add; HD-RepSSA one multiply a score for the
+    # scale and one for the decay mask; a block adds its two branches back (2 adds a value).
+    net = nn.Sequential(nn.LayerNorm(4), nn.ReLU(), nn.SiLU())
+    with torch.no_grad(), count_energy(net, root_part="net") as c:
+        net(torch.randn(2, 3, 4))
+    el = {e["name"]: e for e in c.report().elementwise}
+    n = 2 * 3 * 4
+    assert el["0"]["kind"] == "norm (LayerNorm)"
+    assert (el["0"]["mults"], el["0"]["adds"]) == (3 * n, 4 * n)
+    assert (el["1"]["mults"], el["1"]["adds"]) == (0, n)
+    assert (el["2"]["mults"], el["2"]["adds"]) == (3 * n, n)
+
+    enc = _encoder()
+    x, lens = _batch()
+    with torch.no_grad(), count_energy(enc, root_part="encoder") as c:
+        out, _, _ = enc(x, lens)
+    el = {e["name"]: e for e in c.report().elementwise}
+    b, t, d = out.shape
+    scores = b * enc.encoders[0].attn.heads * t * t
+    assert el["encoders.0.attn.scale"]["mults"] == scores
+    assert el["encoders.0.attn.decay_mask"]["mults"] == scores
+    assert el["encoders.0.residual"]["adds"] == 2 * b * t * d
