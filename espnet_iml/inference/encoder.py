@@ -19,6 +19,7 @@ from espnet_iml.energy.records import Tally
 from espnet_iml.inference.block import SpikeDrivenBlock
 from espnet_iml.inference.frontend import SpikeDrivenSubsampling
 from espnet_iml.inference.norm import ExplicitLayerNorm
+from espnet_iml.lif import MultiStepLIF
 from espnet_iml.subsampling import SpikingConv2dSubsampling
 
 
@@ -32,12 +33,13 @@ class SpikeDrivenEncoder(nn.Module):
 
     def __init__(self, encoder: IMLSpikeformerEncoder):
         super().__init__()
-        if getattr(encoder, "timesteps", 1) != 1:
-            # neuron: lif runs T binary steps; the executor here replays one step of
-            # multi-level IMLS spikes, so it has nothing correct to run for it.
+        lif = next((m for m in encoder.modules() if isinstance(m, MultiStepLIF)), None)
+        if lif is not None:
+            # neuron: lif runs T binary steps (T = 1 included); the executor here replays one
+            # step of multi-level IMLS spikes, so it has nothing correct to run for it.
             raise ValueError(
                 f"spike-driven inference runs IMLS neurons only; this encoder has neuron: lif "
-                f"({encoder.timesteps} timesteps). Count its energy with the forward hooks: "
+                f"({lif.timesteps} timesteps). Count its energy with the forward hooks: "
                 f"count_energy(model) without spike_driven, or python -m espnet_iml.bin.energy "
                 f"--hooks_only"
             )
