@@ -16,7 +16,8 @@
 #      spiking model only). Finished runs (compare.done in the
 #      experiment) are skipped, an interrupted training resumes from its checkpoint.pth:
 #      re-run the same command. Each run records what it was trained with (compare.recipe:
-#      the config's checksum and the options); a run recorded with another config or other
+#      the checksum of the config's parsed content, so comments do not count, and the
+#      options); a run recorded with another config or other
 #      options stops the comparison before any training, so that one table never mixes
 #      recipes silently.
 #   4  report: <workdir>/exp/<recipe>_<size>/compare/compare.md (the table), compare.json,
@@ -193,13 +194,19 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     fi
 fi
 
-# What a run's result depends on besides its seed: the config's content and the options.
-# Lines starting with # are for people and are not compared.
-recipe_of() {  # MODEL
+# What a run's result depends on besides its seed: the config's content (its parsed YAML,
+# so that editing a comment changes nothing) and the options. Lines starting with # are for
+# people and are not compared. Runs recorded before 2026-12-05 carry the checksum of the
+# file's text ("config sha256"); they are checked that way (recipe_of MODEL text).
+recipe_of() {  # MODEL [text]
     local cfg
     cfg=$(config_of "$1")
     echo "# config: ${cfg}"
-    echo "config sha256: $(sha256sum <"${cfg}" | cut -d' ' -f1)"
+    if [ "${2-}" = text ]; then
+        echo "config sha256: $(sha256sum <"${cfg}" | cut -d' ' -f1)"
+    else
+        echo "config content sha256: $(python -m espnet_iml.bin.compare digest "${cfg}")"
+    fi
     echo "asr_args: ${asr_args}"
     echo "options: ${args[*]}"
 }
@@ -214,7 +221,9 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         for m in ${models}; do
             exp=${expdir}/asr_compare_${m}_seed${seed}
             if [ -f "${exp}/compare.recipe" ]; then
-                if ! _diff=$(diff <(grep -v '^#' "${exp}/compare.recipe") <(recipe_of "${m}" | grep -v '^#')); then
+                _how=
+                grep -q '^config sha256:' "${exp}/compare.recipe" && _how=text
+                if ! _diff=$(diff <(grep -v '^#' "${exp}/compare.recipe") <(recipe_of "${m}" ${_how} | grep -v '^#')); then
                     _stale+=$'\n'"  ${exp} (recorded < > now):"$'\n'"$(echo "${_diff}" | grep '^[<>]' | sed 's/^/    /')"
                 fi
             elif [ -f "${exp}/compare.done" ]; then

@@ -6,6 +6,7 @@ generated LibriSpeech corpus, two models x two seeds, in a temporary --workdir, 
 same command again (nothing retrained), and the up-front checks (no work started).
 """
 
+import hashlib
 import json
 import math
 import os
@@ -344,17 +345,48 @@ def test_compare_refuses_runs_made_with_another_recipe(compared, tmp_path):
     assert "another config or other options" in proc.stderr
     assert proc.stderr.count("> asr_args: --max_epoch 3") == 4
     assert "Stage 7:" not in proc.stdout
-    # The config's content counts, not its name: an edited copy flags that model's runs only.
+    # The config's content counts, not its name or its comments: a copy with a changed value
+    # flags that model's runs only; a copy with only a comment added flags nothing.
     conf = tmp_path / "conf"
     conf.mkdir()
     src = ROOT / "egs2" / "librispeech" / "asr1" / "conf" / "tuning" / "train_asr_conformer_tiny.yaml"
-    (conf / src.name).write_text(src.read_text() + "# edited\n")
+    text = src.read_text()
+    assert "\ngrad_clip: 5\n" in text
+    (conf / src.name).write_text(text.replace("\ngrad_clip: 5\n", "\ngrad_clip: 4\n"))
     proc = compare_sh([*E2E, "--workdir", str(work), "--conf_dir", str(conf)], ok=False)
     assert proc.returncode == 2
     assert "asr_compare_conformer_seed0" in proc.stderr and "asr_compare_conformer_seed1" in proc.stderr
     assert "asr_compare_iml_spikeformer" not in proc.stderr
-    assert proc.stderr.count("config sha256") == 4   # recorded and now, for each of the 2 runs
+    assert proc.stderr.count("config content sha256") == 4   # recorded and now, for 2 runs
+    (conf / src.name).write_text("# a comment: not part of the recipe\n" + text)
+    # A run recorded before records held the parsed content's checksum is checked by the
+    # checksum of the file's text, as it was recorded.
+    record = exp / "asr_compare_conformer_seed0" / "compare.recipe"
+    lines = record.read_text().splitlines()
+    raw = hashlib.sha256((conf / src.name).read_bytes()).hexdigest()
+    record.write_text("\n".join(f"config sha256: {raw}" if ln.startswith("config content sha256:")
+                                else ln for ln in lines) + "\n")
+    proc = compare_sh([*E2E, "--workdir", str(work), "--conf_dir", str(conf), "--stop_stage", "3"])
+    assert proc.stdout.count("finished earlier, skipped") == 4
     assert {p: p.stat().st_mtime_ns for p in logs} == before
+
+
+def test_config_digest_is_the_content_not_the_text(tmp_path):
+    from espnet_iml.compare.provenance import config_digest
+
+    a = tmp_path / "a.yaml"
+    a.write_text("optim: adam\noptim_conf:\n    lr: 0.002\nmax_epoch: 12\n")
+    b = tmp_path / "b.yaml"   # the same content: other order, comments, flow style
+    b.write_text("# why 12 epochs\nmax_epoch: 12   # 3,000 updates\noptim_conf: {lr: 0.002}\noptim: adam\n")
+    c = tmp_path / "c.yaml"   # one value changed
+    c.write_text("optim: adam\noptim_conf:\n    lr: 0.003\nmax_epoch: 12\n")
+    assert config_digest(a) == config_digest(b)
+    assert config_digest(a) != config_digest(c)
+    assert len(config_digest(a)) == 64
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [adam\n")
+    with pytest.raises(RecipeError, match="not readable as YAML"):
+        compare_cli.digest(compare_cli.get_parser().parse_args(["digest", str(bad)]))
 
 
 def test_bad_model_lists_valid_ones_and_starts_nothing(tmp_path):

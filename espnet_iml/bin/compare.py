@@ -17,6 +17,11 @@ experiments alone::
 
     python -m espnet_iml.bin.compare curve --run iml_spikeformer 0 exp/... --out curves.png
 
+The checksum local/compare.sh records for each run's config (its parsed content, so comments
+do not count)::
+
+    python -m espnet_iml.bin.compare digest conf/train_asr_iml_spikeformer_small.yaml
+
 Definitions of every number: espnet_iml.compare.collect and espnet_iml.compare.report.
 """
 
@@ -57,12 +62,26 @@ def get_parser() -> argparse.ArgumentParser:
                         "scored one), e.g. decode_asr_small_asr_model_valid.acc.ave")
     r.add_argument("--tiny", action="store_true",
                    help="say in the report that tiny runs only check the plumbing")
+    d = sub.add_parser("digest", help="checksum of a config's parsed content (compare.recipe)")
+    d.add_argument("config", type=Path, help="a training config (YAML)")
     c = sub.add_parser("curve", help="learning curves (validation metrics against updates)")
     c.add_argument("--run", nargs=3, action="append", required=True,
                    metavar=("MODEL", "SEED", "EXP_DIR"), help="one training run")
     c.add_argument("--out", type=Path, required=True, help="PNG to write")
     c.add_argument("--title", default="Training")
     return ap
+
+
+def digest(a: argparse.Namespace) -> int:
+    from espnet_iml.compare.provenance import config_digest
+
+    if not a.config.is_file():
+        raise RecipeError(f"{a.config}: no such file")
+    try:
+        print(config_digest(a.config))
+    except Exception as e:  # yaml.YAMLError and its relatives
+        raise RecipeError(f"{a.config}: not readable as YAML: {e}") from e
+    return 0
 
 
 def curve(a: argparse.Namespace) -> int:
@@ -128,7 +147,8 @@ def report(a: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     a = get_parser().parse_args(argv)
-    return run_cli(TOOL, lambda: {"sizes": sizes, "report": report, "curve": curve}[a.command](a))
+    return run_cli(TOOL, lambda: {"sizes": sizes, "report": report, "curve": curve,
+                                "digest": digest}[a.command](a))
 
 
 if __name__ == "__main__":
