@@ -204,7 +204,27 @@ def test_librispeech_end_to_end_with_resume(librispeech):
     assert "1epoch results" in log
     assert re.search(r"epoch 1/1: train loss", first.stdout)  # --max_epoch 1 of the first call
     assert "The training was resumed using" in log
+    # The second call changed only max_epoch, which a resumption may change.
+    assert "checking that this command trains the same model" in second.stdout
     assert "training resumes from" in second.stdout
+
+
+def test_resume_with_another_recipe_stops_and_changes_nothing(librispeech):
+    """Stage 7 again on the trained experiment, with another seed and CTC weight: it stops
+    before any training, names what differs, and leaves the experiment as it was."""
+    d, env, _, _ = librispeech
+    exp = exp_dir(d)
+    files = ("checkpoint.pth", "config.yaml", "run.sh", "valid.acc.ave.pth")
+    before = {f: (exp / f).read_bytes() for f in files}
+    proc = run(d, [*COMMON, *TINY["librispeech"], "--speed_perturb_factors", "",
+                   "--stage", "7", "--stop_stage", "7",
+                   "--asr_args", "--seed 3 --model_conf ctc_weight=0.9"], env, ok=False)
+    assert re.search(r"^  seed: 0 -> 3$", proc.stderr, re.M), proc.stderr
+    assert re.search(r"^  model_conf: \{.*ctc_weight: 0.3.*\} -> \{.*ctc_weight: 0.9.*\}$",
+                     proc.stderr, re.M), proc.stderr
+    assert "Nothing was changed" in proc.stderr
+    assert "training started" not in proc.stdout
+    assert {f: (exp / f).read_bytes() for f in files} == before
 
 
 def test_librispeech_language_model(librispeech, corpora):

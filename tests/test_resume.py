@@ -68,7 +68,7 @@ def wait_for(log: Path, proc: subprocess.Popen, text: str, timeout: float = 300)
         time.sleep(0.05)
 
 
-def test_training_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path):
+def test_training_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path, capsys):
     data = synth_dataset(tmp_path / "spoken")
     train = copies(data, tmp_path / "train", COPIES)
     config = tmp_path / "train.yaml"
@@ -116,3 +116,13 @@ def test_training_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path):
         model, _ = ASRTask.build_model_from_file(exp / "config.yaml", None, "cpu")
         model.load_state_dict(torch.load(exp / name, map_location="cpu"), strict=True)
         assert type(model.encoder).__name__ == "IMLSpikeformerEncoder"
+
+    # asr.sh stage 7 resumes only if espnet_iml.recipe.resume_check finds the same training:
+    # the resumed run's own command passes (also with more epochs), another lr does not.
+    from espnet_iml.recipe import resume_check
+    previous = ["--previous", str(exp / "config.yaml"), "--"]
+    assert resume_check.main([*previous, *cmd[3:]]) == 0
+    assert resume_check.main([*previous, *cmd[3:], "--max_epoch", "9"]) == 0
+    capsys.readouterr()
+    assert resume_check.main([*previous, *cmd[3:], "--optim_conf", "lr=0.01"]) == 3
+    assert capsys.readouterr().out == "  optim_conf: {lr: 0.002} -> {lr: 0.01}\n"

@@ -16,7 +16,8 @@
 #                                 ${expdir}/lm_stats_*/             (LM text shapes; --use_lm true)
 #   7  training                   ${expdir}/lm_<tag>/               (the LM first, with --use_lm true;
 #                                                                    skipped when already trained)
-#                                 ${expdir}/asr_<tag>/              (resumes from checkpoint.pth)
+#                                 ${expdir}/asr_<tag>/              (resumes from checkpoint.pth if the
+#                                                                    command trains the same model)
 #   8  decoding                   ${expdir}/asr_<tag>/<inference_tag>/<set>/text  (skips finished sets;
 #                                                                    with --use_lm true, LM shallow fusion)
 #   9  scoring                    .../<set>/score_{cer,wer}/{result.txt,score.json}
@@ -92,7 +93,8 @@ asr_args=               # Extra arguments for asr_train (override the config; no
 asr_tag=                # Suffix of the experiment dir (default: derived from config and tokens).
 asr_exp=                # Experiment dir (overrides asr_tag).
 asr_stats_dir=          # Statistics dir.
-resume=true             # Resume training from ${asr_exp}/checkpoint.pth when it exists.
+resume=true             # Resume training from ${asr_exp}/checkpoint.pth when it exists (a run made
+                        # with other options or another config stops the stage instead).
 pretrained_model=       # Initialize from this checkpoint (ESPnet --init_param syntax).
 ignore_init_mismatch=false
 asr_speech_fold_length=800
@@ -693,13 +695,45 @@ if ! "${skip_train}" && run_stage 7; then
         [ "${_have}" -ge "${ngpu}" ] || die "--ngpu ${ngpu} but this machine has ${_have} usable GPU(s); use --ngpu ${_have}"
     fi
 
+    _train=("${common_train_opts[@]}" --input_size "$(feats_dim_of "${data_feats}/${train_sp}")"
+        --train_data_path_and_name_and_type "${data_feats}/${train_sp}/feats.scp,speech,kaldi_ark"
+        --train_data_path_and_name_and_type "${data_feats}/${train_sp}/text,text,text"
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/feats.scp,speech,kaldi_ark"
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text"
+        --train_shape_file "${asr_stats_dir}/train/speech_shape"
+        --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}"
+        --valid_shape_file "${asr_stats_dir}/valid/speech_shape"
+        --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}"
+        --fold_length "${asr_speech_fold_length}" --fold_length "${asr_text_fold_length}"
+        --resume "${resume}" --ngpu "${ngpu}" --output_dir "${asr_exp}" "${_opts[@]}")
     mkdir -p "${asr_exp}"
+    if [ -f "${asr_exp}/checkpoint.pth" ] && "${resume}"; then
+        # Ours: ESPnet resumes from checkpoint.pth whatever this command says. Resume only the
+        # same training; config.previous.yaml is kept for a start interrupted before ESPnet
+        # wrote config.yaml again.
+        _prev=${asr_exp}/config.yaml
+        [ -f "${_prev}" ] || _prev=${asr_exp}/config.previous.yaml
+        if [ -f "${_prev}" ]; then
+            log "found ${asr_exp}/checkpoint.pth: checking that this command trains the same model"
+            _rc=0
+            # shellcheck disable=SC2086
+            _diff=$("${python}" -m espnet_iml.recipe.resume_check --previous "${_prev}" -- \
+                "${_train[@]}" ${asr_args} 2>"${asr_exp}/resume_check.log") || _rc=$?
+            if [ "${_rc}" -eq 3 ]; then  # 3: a different training (the keys are listed)
+                _old=
+                [ -x "${asr_exp}/run.sh" ] && _old=" (${asr_exp}/run.sh does)"
+                die "${asr_exp} holds a training made with other options or another config (checkpoint.pth); resuming it with this command would mix two recipes. Differences (that run -> this command):
+${_diff}
+Nothing was changed. To train the new recipe, remove that folder (rm -r ${asr_exp}) or give another --asr_tag; to go on with the old training, re-run it with the options that trained it${_old}."
+            elif [ "${_rc}" -ne 0 ]; then
+                fail_with_log "${asr_exp}/resume_check.log" "could not check the training options against ${_prev} (log: ${asr_exp}/resume_check.log)"
+            fi
+        fi
+        log "found ${asr_exp}/checkpoint.pth: training resumes from it"
+    fi
     # A script that re-runs this stage with the same options (it resumes).
     printf '#!/usr/bin/env bash\ncd %q\n%s --stage 7 --stop_stage 7 "$@"\n' "$(pwd)" "${run_args}" >"${asr_exp}/run.sh"
     chmod +x "${asr_exp}/run.sh"
-    if [ -f "${asr_exp}/checkpoint.pth" ] && "${resume}"; then
-        log "found ${asr_exp}/checkpoint.pth: training resumes from it"
-    fi
     log "training started; full log: ${asr_exp}/train.log (re-run this stage with ${asr_exp}/run.sh)"
     {
         echo "# $(date '+%Y-%m-%dT%H:%M:%S') stage 7: ${run_args}"
@@ -708,22 +742,12 @@ if ! "${skip_train}" && run_stage 7; then
     [ -n "${train_threads}" ] && _env=(env "OMP_NUM_THREADS=${train_threads}")
     # ESPnet's log goes to train.log; the screen gets a line per logged step and per epoch
     # (espnet_iml.recipe.progress). tee -p keeps writing the log even if the filter dies.
-    # config.yaml is rewritten by ESPnet at start; remove a stale one so max_epoch is current.
-    rm -f "${asr_exp}/config.yaml"
+    # config.yaml is rewritten by ESPnet at start; move the old one away so that max_epoch on
+    # screen is current.
+    [ -f "${asr_exp}/config.yaml" ] && mv "${asr_exp}/config.yaml" "${asr_exp}/config.previous.yaml"
     # shellcheck disable=SC2086
     if ! "${_env[@]}" "${_launch[@]}" "${python}" -m espnet_iml.bin.asr_train \
-        "${common_train_opts[@]}" --input_size "$(feats_dim_of "${data_feats}/${train_sp}")" \
-        --train_data_path_and_name_and_type "${data_feats}/${train_sp}/feats.scp,speech,kaldi_ark" \
-        --train_data_path_and_name_and_type "${data_feats}/${train_sp}/text,text,text" \
-        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/feats.scp,speech,kaldi_ark" \
-        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
-        --train_shape_file "${asr_stats_dir}/train/speech_shape" \
-        --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}" \
-        --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
-        --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}" \
-        --fold_length "${asr_speech_fold_length}" --fold_length "${asr_text_fold_length}" \
-        --resume "${resume}" --ngpu "${ngpu}" --output_dir "${asr_exp}" \
-        "${_opts[@]}" ${asr_args} 2>&1 | tee -p -a "${asr_exp}/train.log" \
+        "${_train[@]}" ${asr_args} 2>&1 | tee -p -a "${asr_exp}/train.log" \
         | "${python}" -m espnet_iml.recipe.progress --config "${asr_exp}/config.yaml" --indent 4; then
         fail_with_log "${asr_exp}/train.log" "training failed (log: ${asr_exp}/train.log)"
     fi
