@@ -68,7 +68,7 @@ def wait_for(log: Path, proc: subprocess.Popen, text: str, timeout: float = 300)
         time.sleep(0.05)
 
 
-def test_training_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path, capsys):
+def test_training_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path, capsys, monkeypatch):
     data = synth_dataset(tmp_path / "spoken")
     train = copies(data, tmp_path / "train", COPIES)
     config = tmp_path / "train.yaml"
@@ -123,6 +123,12 @@ def test_training_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path, capsys
     previous = ["--previous", str(exp / "config.yaml"), "--"]
     assert resume_check.main([*previous, *cmd[3:]]) == 0
     assert resume_check.main([*previous, *cmd[3:], "--max_epoch", "9"]) == 0
+    # The same files named relative to the work folder (a run started with absolute paths,
+    # resumed from inside the folder) are the same training.
+    monkeypatch.chdir(tmp_path)
+    relative = [a.replace(f"{tmp_path}/", "") for a in cmd[3:]]
+    assert relative != cmd[3:]
+    assert resume_check.main([*previous, *relative]) == 0
     capsys.readouterr()
     assert resume_check.main([*previous, *cmd[3:], "--optim_conf", "lr=0.01"]) == 3
     assert capsys.readouterr().out == "  optim_conf: {lr: 0.002} -> {lr: 0.01}\n"

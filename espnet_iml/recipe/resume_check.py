@@ -11,7 +11,8 @@ the result with the config.yaml that ESPnet wrote for the run being resumed.
 
 Keys that may change between an interrupted run and its resumption without changing what is
 trained (RESUME_SAFE: the number of epochs, hardware, logging, the config file's path) are
-not compared. The token list is compared by content, as ESPnet stores it in config.yaml.
+not compared. The token list is compared by content, as ESPnet stores it in config.yaml;
+paths are compared by where they lead from the current folder, not by spelling.
 
 Exit status: 0 the same training; 3 a different one (the differing keys are printed, one
 ``  key: previous -> now`` line each); anything else: the check itself failed (an unreadable
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -70,11 +72,26 @@ def training_config(task: str, argv: List[str]) -> Dict[str, Any]:
 ABSENT = object()  # a key one of the two configs does not have (another ESPnet version)
 
 
+def same(old: Any, new: Any) -> bool:
+    """Equal values; two strings also when they name the same path from here.
+
+    One run may be started with absolute paths (``compare.sh --workdir``) and resumed with
+    relative ones from the work folder: the data are the same, the strings are not.
+    """
+    if isinstance(old, str) and isinstance(new, str):
+        return old == new or os.path.realpath(old) == os.path.realpath(new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() == new.keys() and all(same(old[k], new[k]) for k in old)
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(same(o, n) for o, n in zip(old, new))
+    return old == new
+
+
 def differences(previous: Dict[str, Any], now: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
     """(key, previous value, value now) for every compared key whose value changed."""
     keys = sorted((set(previous) | set(now)) - RESUME_SAFE)
     pairs = ((k, previous.get(k, ABSENT), now.get(k, ABSENT)) for k in keys)
-    return [(k, old, new) for k, old, new in pairs if old != new]
+    return [(k, old, new) for k, old, new in pairs if not same(old, new)]
 
 
 def short(value: Any, width: int = 70) -> str:
