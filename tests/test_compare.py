@@ -214,6 +214,21 @@ def test_table_means_spreads_ratios(tree):
     assert len(per_seed) == 1 + 5
 
 
+def test_per_seed_ratio_against_an_error_free_reference_seed(tree):
+    # The reference's seed 1 made no error on test_clean (an AiShell-style Conformer did so on
+    # dev): iml's seed 1 (14 errors) has no finite ratio and the range must say so instead of
+    # silently showing seed 0 alone; a model with no error on that seed either is level (1).
+    runs = [collect_run(m, s, exp) for (m, s), exp in tree.items()]
+    for r in runs:
+        if r.seed == 1 and r.model in ("conformer", "transformer"):
+            r.errors[("test_clean", "WER")] = 0.0
+    rows = table_rows(markdown(summarize(runs, MODELS, reference="conformer"), "t"))
+    # iml: 12 / mean(8, 0) = 3.00; seed 0: 10 / 8 = 1.25; seed 1: 14 / 0 -> ∞.
+    assert rows["iml_spikeformer"]["test_clean WER %"] == "12.00 ± 2.83 ×3.00 (1.25–∞)"
+    # transformer: 16, 0 -> 8 ± 11.31; 8 / 4 = 2.00; seeds 16 / 8 = 2.00 and 0 / 0 -> 1.
+    assert rows["transformer"]["test_clean WER %"] == "8.00 ± 11.31 ×2.00 (1.00–2.00)"
+
+
 def test_no_ratio_without_reference(tree):
     runs = [collect_run(m, s, tree[(m, s)]) for m in ("iml_spikeformer",) for s in (0, 1)]
     summary = summarize(runs, ["iml_spikeformer"], reference="conformer")

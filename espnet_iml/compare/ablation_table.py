@@ -151,9 +151,11 @@ def table_json(t: AblationTable) -> str:
             override=ab.override if ab else None, description=ab.description if ab else None,
             seeds=row.seeds, params=row.params, params_rel_full=row.params_rel,
             errors={f"{s} {m}": _spread(v) for (s, m), v in row.errors.items()},
-            ratio_full={f"{s} {m}": dict(of_means=v.of_means, per_seed=_spread(v.per_seed))
+            ratio_full={f"{s} {m}": dict(of_means=v.of_means, per_seed=_spread(v.per_seed),
+                                          unbounded_seeds=v.unbounded_seeds)
                         for (s, m), v in row.ratios.items()},
-            ratio_reference={f"{s} {m}": dict(of_means=v.of_means, per_seed=_spread(v.per_seed))
+            ratio_reference={f"{s} {m}": dict(of_means=v.of_means, per_seed=_spread(v.per_seed),
+                                               unbounded_seeds=v.unbounded_seeds)
                              for (s, m), v in rref.ratios.items()},
             energy_ratio=_spread(row.energy_ratio), spike_count=_spread(row.spike_count)))
     return json.dumps(dict(full=t.full, reference=t.reference, metric=t.metric, notes=t.notes,

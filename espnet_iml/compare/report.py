@@ -6,8 +6,9 @@ One row per model, aggregated over seeds:
   the denominator; one seed shows the value alone);
 * the ratio to the reference model (the Conformer) as ``×r (lo–hi)``: r is this model's mean
   over the reference's mean, lo–hi the range of the per-seed ratios (seed s of this model
-  against seed s of the reference, over the seeds both have). Our choice of spread: with
-  two seeds a standard deviation of ratios says little, the range shows both;
+  against seed s of the reference, over the seeds both have; ∞ where the reference's seed
+  made no error and this one did). Our choice of spread: with two seeds a standard
+  deviation of ratios says little, the range shows both;
 * parameters, with the relative difference to the spiking model and a warning when a model
   is outside ``tolerance`` (±10 %) of it, so that the comparison is not size-matched;
 * training minutes, decoding RTF, and for the spiking model the encoder's ANN/SNN energy
@@ -71,11 +72,24 @@ class Ratio:
 
     of_means: float
     per_seed: Spread
+    # Seeds where the reference made no error and this model did: no finite ratio, and
+    # leaving them out would make the range look narrower than it is; shown as "∞".
+    unbounded_seeds: List[int] = field(default_factory=list)
 
     def fmt(self) -> str:
-        if not self.per_seed.values:
+        if not self.per_seed.values and not self.unbounded_seeds:
             return f"×{self.of_means:.2f}"
-        return f"×{self.of_means:.2f} ({self.per_seed.lo:.2f}–{self.per_seed.hi:.2f})"
+        lo = "∞" if not self.per_seed.values else f"{self.per_seed.lo:.2f}"
+        hi = "∞" if self.unbounded_seeds else f"{self.per_seed.hi:.2f}"
+        return f"×{self.of_means:.2f} ({lo}–{hi})"
+
+
+def seed_ratio(mine: float, ref: float) -> float:
+    """This seed's error over the reference's seed's: two error-free runs are level (1.0);
+    errors against none are infinitely many times as many."""
+    if ref:
+        return mine / ref
+    return 1.0 if not mine else math.inf
 
 
 @dataclass
@@ -143,9 +157,10 @@ def summarize(runs: Sequence[Run], models: Sequence[str], reference: str = "conf
                 mean, ref_mean = row.errors[k].mean, ref.errors[k].mean
                 if mean is None or not ref_mean:
                     continue
-                per_seed = [r.errors[k] / ref_err[(r.seed, k)] for r in done
-                            if r.model == row.model and k in r.errors and ref_err.get((r.seed, k))]
-                row.ratios[k] = Ratio(mean / ref_mean, _spread(per_seed))
+                paired = [(r.seed, seed_ratio(r.errors[k], ref_err[(r.seed, k)])) for r in done
+                          if r.model == row.model and k in r.errors and (r.seed, k) in ref_err]
+                row.ratios[k] = Ratio(mean / ref_mean, _spread([v for _, v in paired]),
+                                      [seed for seed, v in paired if math.isinf(v)])
     else:
         summary.warnings.append(f"no finished run of the reference model {reference}: no ratios")
     rel, warnings = size_check({m: r.params for m, r in rows.items()}, spiking, tolerance)
@@ -230,7 +245,8 @@ def markdown(s: Summary, title: str, tiny: bool = False) -> str:
         "- `mean ± std` over the seeds (std: sample standard deviation, n - 1); one seed shows "
         "its value alone.",
         f"- `×r (lo–hi)`: r = this model's mean / the mean of {s.reference} (ref.); lo–hi = "
-        f"the range of the per-seed ratios (seed s against {s.reference}'s seed s). Below 1: "
+        f"the range of the per-seed ratios (seed s against {s.reference}'s seed s; ∞ where "
+        f"{s.reference}'s seed made no error and this one did, 1 where neither did). Below 1: "
         f"fewer errors than {s.reference}.",
         f"- params: ESPnet's count from train.log, in brackets the difference to {s.spiking}; "
         f"**not matched** outside ±{s.tolerance * 100:.0f} %.",
@@ -278,7 +294,8 @@ def to_json(s: Summary) -> str:
         rows.append(dict(
             model=row.model, seeds=row.seeds, params=row.params, params_rel=row.params_rel,
             errors={f"{t} {m}": spread(v) for (t, m), v in row.errors.items()},
-            ratios={f"{t} {m}": dict(of_means=v.of_means, per_seed=spread(v.per_seed))
+            ratios={f"{t} {m}": dict(of_means=v.of_means, per_seed=spread(v.per_seed),
+                                     unbounded_seeds=v.unbounded_seeds)
                     for (t, m), v in row.ratios.items()},
             train_minutes=spread(row.train_minutes), rtf=spread(row.rtf),
             energy_ratio=spread(row.energy_ratio), spike_count=spread(row.spike_count)))
