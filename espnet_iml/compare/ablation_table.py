@@ -135,10 +135,6 @@ def markdown_table(t: AblationTable, title: str, tiny: bool = False) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _spread(sp: Spread) -> dict:
-    return dict(values=sp.values, mean=sp.mean, std=sp.std, min=sp.lo, max=sp.hi)
-
-
 def table_json(t: AblationTable) -> str:
     """The table's numbers, and the comparison report's JSON against the reference."""
     ref_rows = {r.model: r for r in t.vs_reference.rows}
@@ -150,13 +146,9 @@ def table_json(t: AblationTable) -> str:
             model=row.model, switch=ab.switch() if ab else None,
             override=ab.override if ab else None, description=ab.description if ab else None,
             seeds=row.seeds, params=row.params, params_rel_full=row.params_rel,
-            errors={f"{s} {m}": _spread(v) for (s, m), v in row.errors.items()},
-            ratio_full={f"{s} {m}": dict(of_means=v.of_means, per_seed=_spread(v.per_seed),
-                                          unbounded_seeds=v.unbounded_seeds)
-                        for (s, m), v in row.ratios.items()},
-            ratio_reference={f"{s} {m}": dict(of_means=v.of_means, per_seed=_spread(v.per_seed),
-                                               unbounded_seeds=v.unbounded_seeds)
-                             for (s, m), v in rref.ratios.items()},
-            energy_ratio=_spread(row.energy_ratio), spike_count=_spread(row.spike_count)))
+            errors={f"{s} {m}": v.as_dict() for (s, m), v in row.errors.items()},
+            ratio_full={f"{s} {m}": v.as_dict() for (s, m), v in row.ratios.items()},
+            ratio_reference={f"{s} {m}": v.as_dict() for (s, m), v in rref.ratios.items()},
+            energy_ratio=row.energy_ratio.as_dict(), spike_count=row.spike_count.as_dict()))
     return json.dumps(dict(full=t.full, reference=t.reference, metric=t.metric, notes=t.notes,
                            rows=rows, comparison=json.loads(to_json(t.vs_reference))), indent=1)

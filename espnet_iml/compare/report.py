@@ -57,6 +57,10 @@ class Spread:
     def hi(self) -> Optional[float]:
         return max(self.values) if self.values else None
 
+    def as_dict(self) -> dict:
+        """For the JSON files."""
+        return dict(values=self.values, mean=self.mean, std=self.std, min=self.lo, max=self.hi)
+
     def fmt(self, digits: int) -> str:
         """"m ± s", "m" for one value, "-" for none."""
         if not self.values:
@@ -82,6 +86,11 @@ class Ratio:
         lo = "∞" if not self.per_seed.values else f"{self.per_seed.lo:.2f}"
         hi = "∞" if self.unbounded_seeds else f"{self.per_seed.hi:.2f}"
         return f"×{self.of_means:.2f} ({lo}–{hi})"
+
+    def as_dict(self) -> dict:
+        """For the JSON files."""
+        return dict(of_means=self.of_means, per_seed=self.per_seed.as_dict(),
+                    unbounded_seeds=self.unbounded_seeds)
 
 
 def seed_ratio(mine: float, ref: float) -> float:
@@ -286,19 +295,14 @@ def markdown(s: Summary, title: str, tiny: bool = False) -> str:
 
 def to_json(s: Summary) -> str:
     """Every aggregated and per-seed number, for scripts."""
-    def spread(sp: Spread) -> dict:
-        return dict(values=sp.values, mean=sp.mean, std=sp.std, min=sp.lo, max=sp.hi)
-
     rows = []
     for row in s.rows:
         rows.append(dict(
             model=row.model, seeds=row.seeds, params=row.params, params_rel=row.params_rel,
-            errors={f"{t} {m}": spread(v) for (t, m), v in row.errors.items()},
-            ratios={f"{t} {m}": dict(of_means=v.of_means, per_seed=spread(v.per_seed),
-                                     unbounded_seeds=v.unbounded_seeds)
-                    for (t, m), v in row.ratios.items()},
-            train_minutes=spread(row.train_minutes), rtf=spread(row.rtf),
-            energy_ratio=spread(row.energy_ratio), spike_count=spread(row.spike_count)))
+            errors={f"{t} {m}": v.as_dict() for (t, m), v in row.errors.items()},
+            ratios={f"{t} {m}": v.as_dict() for (t, m), v in row.ratios.items()},
+            train_minutes=row.train_minutes.as_dict(), rtf=row.rtf.as_dict(),
+            energy_ratio=row.energy_ratio.as_dict(), spike_count=row.spike_count.as_dict()))
     runs = [dict(model=r.model, seed=r.seed, exp=str(r.exp), decode=r.decode,
                  errors={f"{t} {m}": v for (t, m), v in r.errors.items()}, params=r.params,
                  train_seconds=r.train_seconds, epochs=r.epochs, rtf=r.rtf,
