@@ -22,7 +22,7 @@
 #      recipes silently.
 #   4  report: <workdir>/exp/<recipe>_<size>/compare/compare.md (the table), compare.json,
 #      compare.png (python -m espnet_iml.bin.compare); with --report_dir DIR in DIR, where
-#      the parameter counts of stage 2 (sizes.txt) go too
+#      the parameter counts of stage 2 (sizes.txt; exact: sizes.json) go too
 #
 # Models are those with a config: conf/train_asr_<model>_small.yaml, or for --size tiny
 # egs2/<recipe>/asr1/conf/tuning/train_asr_<model>_tiny.yaml, and with --conf_dir DIR also
@@ -41,7 +41,7 @@ min_free_mb=        # free disk space needed (default: 2000 for small, 200 for t
 stage=1
 stop_stage=4
 conf_dir=           # more model configs: DIR/train_asr_<model>_<size>.yaml
-report_dir=         # stage 2's sizes.txt and stage 4's report (default: .../compare)
+report_dir=         # stage 2's sizes.txt/.json and stage 4's report (default: .../compare)
 spiking=iml_spikeformer   # the model the others are size-matched against
 reference=conformer       # the model the error ratios refer to
 asr_args=
@@ -176,7 +176,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     # every model.
     sizes_known() {
         local f=${report_dir}/sizes.txt m
-        [ -f "${f}" ] && [ "${f}" -nt "${token_list}" ] || return 1
+        [ -f "${f}" ] && [ -f "${report_dir}/sizes.json" ] && [ "${f}" -nt "${token_list}" ] || return 1
         for m in ${models}; do
             { [ "${f}" -nt "$(config_of "${m}")" ] && grep -q "\] ${m}: " "${f}"; } || return 1
         done
@@ -189,7 +189,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     else
         echo "[compare] stage 2: parameter counts (${token_list})"
         python -m espnet_iml.bin.compare sizes "${_cfgs[@]}" --token_list "${token_list}" \
-            --spiking "${spiking}" | tee "${report_dir}/sizes.txt.tmp"
+            --spiking "${spiking}" --out_json "${report_dir}/sizes.json" | tee "${report_dir}/sizes.txt.tmp"
         mv "${report_dir}/sizes.txt.tmp" "${report_dir}/sizes.txt"
     fi
 fi
@@ -273,6 +273,11 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     done
     _opts=()
     [ "${size}" = tiny ] && _opts=(--tiny)
+    # The exact parameter counts of stage 2 (train.log rounds to three digits), unless a
+    # config changed since.
+    _sizes=${report_dir}/sizes.json
+    for m in ${models}; do [ "${_sizes}" -nt "$(config_of "${m}")" ] || _sizes=; done
+    [ -n "${_sizes}" ] && _opts+=(--sizes "${_sizes}")
     python -m espnet_iml.bin.compare report "${_runs[@]}" --out_dir "${report_dir}" \
         --reference "${reference}" --spiking "${spiking}" "${_opts[@]}" \
         --title "Model comparison: ${recipe} (${size} corpus), seeds ${seeds}"

@@ -310,6 +310,32 @@ def compared(tmp_path_factory):
     return work, first
 
 
+def test_report_uses_exact_sizes_where_train_log_agrees(tree, tmp_path, capsys):
+    # train.log rounds to three digits (2.50 M, 2.60 M); the counts of the built models are
+    # exact. Conformer: 2,597,000 / 2,504,321 - 1 = +3.70 % (train.log alone: +4.0 %). The
+    # transformer's train.log says 3.00 M against 2.60 M for its config: trained with another
+    # model, so it keeps its own count (3.00 / 2.504321 - 1 = +19.8 %) and is warned about.
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({"iml_spikeformer": 2504321, "conformer": 2597000,
+                                 "transformer": 2600000}))
+    args = ["report", "--out_dir", str(tmp_path / "out"), "--sizes", str(sizes)]
+    for (m, s), exp in tree.items():
+        args += ["--run", m, str(s), str(exp)]
+    assert compare_cli.main(args) == 0
+    text = (tmp_path / "out" / "compare.md").read_text()
+    rows = table_rows(text)
+    assert rows["conformer"]["params"] == "2.60 M (+3.7 %)"
+    assert rows["transformer"]["params"] == "3.00 M (+19.8 %) **not matched**"
+    assert "transformer seed 0: train.log counts 3.00 M parameters, its config 2.600 M" in text
+    data = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert {r["model"]: r["params"] for r in data["rows"]}["conformer"] == 2597000
+    # A sizes file that is not {model: count}: a clear error before anything is written.
+    sizes.write_text("[1, 2]")
+    assert compare_cli.main(args[:2] + [str(tmp_path / "o2")] + args[3:]) == 1
+    assert "expected {model: parameter count}" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
 def test_compare_end_to_end(compared):
     work, proc = compared
     assert "ONLY CHECKS THE PLUMBING" in proc.stdout
@@ -323,6 +349,9 @@ def test_compare_end_to_end(compared):
             for metric in ("WER", "CER"):
                 assert " ± " in row[f"{dset} {metric} %"]
     assert "×" in rows["iml_spikeformer"]["test_clean WER %"]
+    # The size difference in the table is stage 2's exact one, not train.log's rounded one.
+    stage2 = next(line for line in proc.stdout.splitlines() if "] conformer: " in line)
+    assert "(" + stage2.split("(")[1].split(" against")[0] + ")" in rows["conformer"]["params"]
     assert " ± " in rows["iml_spikeformer"]["encoder energy ANN/SNN"]
     per_seed = [line for line in text.split("## Per seed")[1].splitlines() if line.startswith("| ")]
     assert len(per_seed) == 1 + 4

@@ -27,9 +27,10 @@ Definitions of every number: espnet_iml.compare.collect and espnet_iml.compare.r
 
 import argparse
 import contextlib
+import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from espnet_iml.recipe.common import RecipeError, log, run_cli
 
@@ -51,6 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", nargs=2, action="append", required=True,
                    metavar=("MODEL", "YAML"), help="a model name and its training config")
     s.add_argument("--token_list", type=Path, required=True, help="tokens.txt of the recipe")
+    s.add_argument("--out_json", type=Path, default=None,
+                   help="also write the exact counts, {model: parameters}, for report --sizes")
     r = sub.add_parser("report", parents=[common], help="table and plot of finished runs")
     r.add_argument("--run", nargs=3, action="append", required=True,
                    metavar=("MODEL", "SEED", "EXP_DIR"), help="one trained and decoded run")
@@ -60,6 +63,9 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--decode", default=None,
                    help="decoding directory to report in every run (default: each run's newest "
                         "scored one), e.g. decode_asr_small_asr_model_valid.acc.ave")
+    r.add_argument("--sizes", type=Path, default=None,
+                   help="exact parameter counts from sizes --out_json, in place of train.log's "
+                        "three-digit ones (a run whose train.log disagrees keeps its own)")
     r.add_argument("--tiny", action="store_true",
                    help="say in the report that tiny runs only check the plumbing")
     d = sub.add_parser("digest", help="checksum of a config's parsed content (compare.recipe)")
@@ -119,18 +125,34 @@ def sizes(a: argparse.Namespace) -> int:
         log(TOOL, f"{model}: {n / 1e6:.3f} M parameters{diff}")
     for w in warnings:
         log(TOOL, f"WARNING: {w}")
+    if a.out_json is not None:
+        a.out_json.write_text(json.dumps({m: int(n) for m, n in params.items()}, indent=1) + "\n",
+                              encoding="utf-8")
     return 0
 
 
+def _read_sizes(path: Path) -> Dict[str, float]:
+    try:
+        counts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RecipeError(f"--sizes {path}: not readable as JSON ({e}); write it with "
+                          "`compare sizes ... --out_json` or leave --sizes out") from e
+    if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) for v in counts.values()):
+        raise RecipeError(f"--sizes {path}: expected {{model: parameter count}}")
+    return {str(m): float(n) for m, n in counts.items()}
+
+
 def report(a: argparse.Namespace) -> int:
-    from espnet_iml.compare.collect import collect_runs
+    from espnet_iml.compare.collect import collect_runs, exact_parameters
     from espnet_iml.compare.report import markdown, plot, summarize, to_json
 
     runs, models = collect_runs(a.run, a.decode, TOOL)
     if not any(r.errors for r in runs):
         raise RecipeError("no run has scores (<exp>/<decode>/<test set>/score_*/score.json): "
                           "train, decode and score first (asr.sh stages 7-9)")
+    size_warnings = exact_parameters(runs, _read_sizes(a.sizes)) if a.sizes else []
     summary = summarize(runs, models, a.reference, a.spiking, a.tolerance)
+    summary.warnings += size_warnings
     text = markdown(summary, a.title, tiny=a.tiny)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     (a.out_dir / "compare.md").write_text(text, encoding="utf-8")

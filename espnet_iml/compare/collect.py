@@ -5,7 +5,8 @@ An experiment directory is what egs2/TEMPLATE/asr1/asr.sh writes under ``asr_<ta
 * error rates: ``<decode dir>/<test set>/score_{wer,cer}/score.json`` (stage 9), the
   ``err`` field, in percent;
 * parameters: ESPnet's ``Total Number of model parameters: 2.35 M`` line in ``train.log``
-  (three significant digits, enough for a +-10 % size check);
+  (three significant digits, enough for a +-10 % size check), replaced by the exact count
+  of the model built from its config (``compare sizes --out_json``) where the two agree;
 * training time: the ``time=`` fields (train and validation) of the last
   ``<N>epoch results`` line of every epoch in ``train.log`` (an epoch reported twice, after a
   resume, counts once), so start-up and checkpoint averaging are left out;
@@ -74,6 +75,29 @@ def model_parameters(train_log: str) -> Optional[float]:
         return None
     value, unit = found[-1]
     return float(value) * _SCALE[unit]
+
+
+def exact_parameters(runs: List[Run], counts: Dict[str, float]) -> List[str]:
+    """Give each run the exact parameter count of its model's config (``counts``, from
+    building the model) instead of train.log's rounded one, where the two agree to 1 %.
+
+    The rounded counts can move a size difference by half a percent point (2.40 M against
+    2.56 M is +6.7 %; exactly it is +6.3 %). A run whose train.log disagrees was trained with
+    another model than its config (``--asr_args`` changed it): it keeps its own count, and the
+    returned warnings say so.
+    """
+    warnings = []
+    for run in runs:
+        n = counts.get(run.model)
+        if n is None:
+            continue
+        if run.params is not None and abs(run.params - n) > 0.01 * n:
+            warnings.append(f"{run.model} seed {run.seed}: train.log counts {run.params / 1e6:.2f} M "
+                            f"parameters, its config {n / 1e6:.3f} M: the run was trained with "
+                            "another model than its config; its own count is reported")
+            continue
+        run.params = n
+    return warnings
 
 
 def humanized_seconds(text: str) -> float:
