@@ -258,7 +258,8 @@ def markdown(s: Summary, title: str, tiny: bool = False) -> str:
         f"{s.reference}'s seed made no error and this one did, 1 where neither did). Below 1: "
         f"fewer errors than {s.reference}.",
         "- params: the exact count of the model built from its config where given (stage 2 of "
-        f"local/compare.sh), else ESPnet's three-digit count from train.log; in brackets the difference to {s.spiking}; "
+        "local/compare.sh), else ESPnet's three-digit count from train.log; in brackets the "
+        f"difference to {s.spiking}; "
         f"**not matched** outside ±{s.tolerance * 100:.0f} %.",
         "- training min: train + validation time of all epochs (train.log), without start-up.",
         "- decoding RTF: decoding seconds per second of speech, one CPU thread per decoding "
